@@ -1,0 +1,11 @@
+//! Request policy as pure logic, without sockets: route matching, weighted cluster picks and load
+//! balancing. Built once per config snapshot; shared by transparent traffic and service invocation.
+#![forbid(unsafe_code)]
+
+pub mod lb;
+pub mod route;
+pub mod weighted;
+
+/// Index of a cluster in the proxy's per-snapshot cluster table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClusterId(pub usize);

@@ -1,0 +1,112 @@
+//! The mesh model: listeners, filter chains, route configs, clusters and endpoints.
+//!
+//! One vocabulary for the whole data plane. The static loader (and later the xDS translator)
+//! produce a [`Snapshot`]; the proxy builds its lookup tables from it once per snapshot.
+
+mod cluster;
+mod listener;
+mod route;
+mod validate;
+
+pub use cluster::*;
+pub use listener::*;
+pub use route::*;
+pub use validate::{ConfigError, ConfigErrors};
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Default drain deadline on SIGTERM: long enough for ordinary requests, far below Pingora's 300 s.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Admin endpoint, loopback only (Envoy's and Istio's port).
+pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:15000";
+/// Istio's merged-metrics port and the proxy's own metrics port.
+pub const DEFAULT_METRICS_ADDRESSES: [&str; 2] = ["0.0.0.0:15090", "0.0.0.0:15020"];
+/// The kubelet's readiness probe port.
+pub const DEFAULT_HEALTH_ADDRESS: &str = "0.0.0.0:15021";
+
+/// An immutable, validated mesh configuration. Swapped atomically as a whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// Who this proxy is: fills the `source_*` / `destination_*` metric labels.
+    #[serde(default)]
+    pub node: Node,
+    #[serde(default)]
+    pub admin: Admin,
+    /// Deadline for in-flight requests after SIGTERM.
+    #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+    #[serde(default)]
+    pub route_configs: Vec<RouteConfig>,
+    #[serde(default)]
+    pub clusters: Vec<Cluster>,
+}
+
+fn default_drain_timeout() -> Duration {
+    DEFAULT_DRAIN_TIMEOUT
+}
+
+/// The workload this sidecar serves, as Istio's node metadata describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Workload name (`source_workload` / `destination_workload`).
+    #[serde(default)]
+    pub workload: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+/// Where the operator-facing endpoints listen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// `/ready`, `/config_dump`, `/clusters`.
+    #[serde(default = "default_admin")]
+    pub address: SocketAddr,
+    /// Each serves `/stats/prometheus` (and `/healthz/ready`).
+    #[serde(default = "default_metrics")]
+    pub metrics_addresses: Vec<SocketAddr>,
+    /// `/healthz/ready` for the kubelet.
+    #[serde(default = "default_health")]
+    pub health_address: SocketAddr,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self {
+            address: default_admin(),
+            metrics_addresses: default_metrics(),
+            health_address: default_health(),
+        }
+    }
+}
+
+fn parse_const(s: &str) -> SocketAddr {
+    s.parse().expect("built-in default address parses")
+}
+fn default_admin() -> SocketAddr {
+    parse_const(DEFAULT_ADMIN_ADDRESS)
+}
+fn default_metrics() -> Vec<SocketAddr> {
+    DEFAULT_METRICS_ADDRESSES.iter().map(|s| parse_const(s)).collect()
+}
+fn default_health() -> SocketAddr {
+    parse_const(DEFAULT_HEALTH_ADDRESS)
+}
+
+impl Snapshot {
+    /// Looks up a cluster by name.
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+
+    /// Looks up a route config by name.
+    pub fn route_config(&self, name: &str) -> Option<&RouteConfig> {
+        self.route_configs.iter().find(|r| r.name == name)
+    }
+}

@@ -1,0 +1,161 @@
+//! Clusters: groups of endpoints with a load balancer, limits and an upstream protocol.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Istio's default connect timeout for mesh clusters.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Envoy's default for every circuit-breaker threshold except retries.
+pub const DEFAULT_CIRCUIT_BREAKER_LIMIT: u32 = 1024;
+/// Envoy's default for concurrent retries per cluster.
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    pub name: String,
+    /// The `destination_service` metric label; defaults to the cluster name.
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: ClusterKind,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(default)]
+    pub lb_policy: LbPolicy,
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    #[serde(default)]
+    pub tls: TlsMode,
+    #[serde(default)]
+    pub circuit_breakers: CircuitBreakers,
+    #[serde(default)]
+    pub outlier_detection: Option<OutlierDetection>,
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl Cluster {
+    /// The service name metrics report for this cluster.
+    pub fn service_name(&self) -> &str {
+        self.service.as_deref().unwrap_or(&self.name)
+    }
+}
+
+fn default_connect_timeout() -> Duration {
+    DEFAULT_CONNECT_TIMEOUT
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterKind {
+    /// The endpoints listed in the config.
+    #[default]
+    Static,
+    /// The connection's original destination (passthrough), as Envoy's ORIGINAL_DST.
+    OriginalDst,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LbPolicy {
+    /// Weighted round robin.
+    #[default]
+    RoundRobin,
+    /// The endpoint with fewer active requests of two random picks (weight-aware).
+    LeastRequest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    Http1,
+    /// HTTP/2 (cleartext h2c, or h2 over TLS), multiplexed.
+    H2,
+    /// The downstream request's own version.
+    #[default]
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    #[default]
+    Disabled,
+    /// Istio mTLS with SPIFFE identities.
+    IstioMutual,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakers {
+    #[serde(default = "default_limit")]
+    pub max_connections: u32,
+    #[serde(default = "default_limit")]
+    pub max_pending_requests: u32,
+    /// Active requests to the cluster; beyond it a request gets 503 with flag `UO` at once.
+    #[serde(default = "default_limit")]
+    pub max_requests: u32,
+    /// Retries in flight to the cluster; beyond it a failed attempt is not retried.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+}
+
+impl Default for CircuitBreakers {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_CIRCUIT_BREAKER_LIMIT,
+            max_pending_requests: DEFAULT_CIRCUIT_BREAKER_LIMIT,
+            max_requests: DEFAULT_CIRCUIT_BREAKER_LIMIT,
+            max_retries: DEFAULT_MAX_RETRIES,
+        }
+    }
+}
+
+fn default_limit() -> u32 {
+    DEFAULT_CIRCUIT_BREAKER_LIMIT
+}
+fn default_max_retries() -> u32 {
+    DEFAULT_MAX_RETRIES
+}
+
+/// Passive health: eject an endpoint after consecutive failures, for longer each time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierDetection {
+    #[serde(default = "default_consecutive")]
+    pub consecutive_5xx: u32,
+    #[serde(default = "default_consecutive")]
+    pub consecutive_gateway_errors: u32,
+    #[serde(default = "default_base_ejection", with = "humantime_serde")]
+    pub base_ejection_time: Duration,
+    #[serde(default = "default_max_ejection_percent")]
+    pub max_ejection_percent: u32,
+}
+
+fn default_consecutive() -> u32 {
+    5
+}
+fn default_base_ejection() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_ejection_percent() -> u32 {
+    10
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub address: SocketAddr,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Labels such as `version: v2` or `lane: dev-alice`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_weight() -> u32 {
+    1
+}

@@ -1,0 +1,275 @@
+//! Semantic checks on a parsed snapshot. Every error names the path and the bad value, so an
+//! operator can fix a file without reading our code.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use super::*;
+
+/// One problem in a config, at a path such as `clusters[2].endpoints[0].address`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+struct Checker {
+    errors: Vec<ConfigError>,
+}
+
+impl Checker {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError { path: path.into(), message: message.into() });
+    }
+
+    fn unique<'a>(&mut self, what: &str, names: impl Iterator<Item = &'a str>) {
+        let mut seen = HashSet::new();
+        for (i, name) in names.enumerate() {
+            if name.is_empty() {
+                self.err(format!("{what}[{i}].name"), "must not be empty");
+            } else if !seen.insert(name) {
+                self.err(format!("{what}[{i}].name"), format!("duplicate name {name:?}"));
+            }
+        }
+    }
+
+    fn regex(&mut self, path: String, pattern: &str) {
+        if let Err(e) = regex::Regex::new(pattern) {
+            self.err(path, format!("invalid regex {pattern:?}: {e}"));
+        }
+    }
+
+    fn weighted(&mut self, path: &str, snapshot: &Snapshot, clusters: &[WeightedCluster]) {
+        let mut total: u64 = 0;
+        for (i, wc) in clusters.iter().enumerate() {
+            total += u64::from(wc.weight);
+            if snapshot.cluster(&wc.name).is_none() {
+                self.err(format!("{path}[{i}].name"), format!("unknown cluster {:?}", wc.name));
+            }
+        }
+        if total == 0 {
+            self.err(path.to_string(), "weights must add up to more than 0");
+        }
+    }
+}
+
+impl Snapshot {
+    /// Checks references, names, ports, weights and expressions; returns every error found.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut c = Checker { errors: Vec::new() };
+        if self.drain_timeout.is_zero() {
+            c.err("drain_timeout", "must be greater than 0");
+        }
+        c.unique("listeners", self.listeners.iter().map(|l| l.name.as_str()));
+        c.unique("route_configs", self.route_configs.iter().map(|r| r.name.as_str()));
+        c.unique("clusters", self.clusters.iter().map(|cl| cl.name.as_str()));
+        let mut addresses = HashSet::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            if !addresses.insert(l.address) {
+                c.err(format!("listeners[{i}].address"), format!("{} is used by another listener", l.address));
+            }
+            self.validate_listener(&mut c, i, l);
+        }
+        for (i, rc) in self.route_configs.iter().enumerate() {
+            self.validate_route_config(&mut c, i, rc);
+        }
+        for (i, cl) in self.clusters.iter().enumerate() {
+            validate_cluster(&mut c, i, cl);
+        }
+        if c.errors.is_empty() { Ok(()) } else { Err(ConfigErrors(c.errors)) }
+    }
+
+    fn validate_listener(&self, c: &mut Checker, i: usize, l: &Listener) {
+        for (j, fc) in l.filter_chains.iter().enumerate() {
+            let path = format!("listeners[{i}].filter_chains[{j}]");
+            if fc.filter_chain_match.destination_port == Some(0) {
+                c.err(format!("{path}.match.destination_port"), "0 is not a port");
+            }
+            match (&fc.http, &fc.tcp) {
+                (Some(_), Some(_)) | (None, None) => {
+                    c.err(path.clone(), "needs exactly one of `http` and `tcp`");
+                }
+                (Some(http), None) => {
+                    if self.route_config(&http.route_config).is_none() {
+                        c.err(format!("{path}.http.route_config"), format!("unknown route config {:?}", http.route_config));
+                    }
+                    if fc.filter_chain_match.protocol == Some(Protocol::Tcp) {
+                        c.err(format!("{path}.match.protocol"), "an `http` chain cannot match protocol tcp");
+                    }
+                }
+                (None, Some(tcp)) => {
+                    let path = format!("{path}.tcp");
+                    match (&tcp.cluster, tcp.weighted_clusters.is_empty()) {
+                        (Some(name), true) => {
+                            if self.cluster(name).is_none() {
+                                c.err(format!("{path}.cluster"), format!("unknown cluster {name:?}"));
+                            }
+                        }
+                        (None, false) => c.weighted(&format!("{path}.weighted_clusters"), self, &tcp.weighted_clusters),
+                        _ => c.err(path, "needs exactly one of `cluster` and `weighted_clusters`"),
+                    }
+                }
+            }
+        }
+    }
+
+    fn validate_route_config(&self, c: &mut Checker, i: usize, rc: &RouteConfig) {
+        c.unique(&format!("route_configs[{i}].virtual_hosts"), rc.virtual_hosts.iter().map(|v| v.name.as_str()));
+        let mut domains = HashSet::new();
+        for (j, vh) in rc.virtual_hosts.iter().enumerate() {
+            let vpath = format!("route_configs[{i}].virtual_hosts[{j}]");
+            if vh.domains.is_empty() {
+                c.err(format!("{vpath}.domains"), "must list at least one domain");
+            }
+            for (k, d) in vh.domains.iter().enumerate() {
+                let lower = d.to_ascii_lowercase();
+                if d.is_empty() || (d.len() > 1 && d[1..d.len() - 1].contains('*')) {
+                    c.err(format!("{vpath}.domains[{k}]"), format!("{d:?} is not a domain (use `*`, `*.suffix` or `prefix.*`)"));
+                } else if !domains.insert(lower) {
+                    c.err(format!("{vpath}.domains[{k}]"), format!("{d:?} is already served by another virtual host"));
+                }
+            }
+            for (k, r) in vh.routes.iter().enumerate() {
+                self.validate_route(c, &format!("{vpath}.routes[{k}]"), r);
+            }
+        }
+    }
+
+    fn validate_route(&self, c: &mut Checker, path: &str, r: &Route) {
+        let m = &r.route_match;
+        let kinds = [m.prefix.is_some(), m.path.is_some(), m.regex.is_some()].iter().filter(|b| **b).count();
+        if kinds != 1 {
+            c.err(format!("{path}.match"), "needs exactly one of `prefix`, `path` and `regex`");
+        }
+        if let Some(p) = m.prefix.as_deref().or(m.path.as_deref()) {
+            if !p.starts_with('/') {
+                c.err(format!("{path}.match"), format!("{p:?} must start with `/`"));
+            }
+        }
+        if let Some(re) = &m.regex {
+            c.regex(format!("{path}.match.regex"), re);
+        }
+        for (h, hm) in m.headers.iter().enumerate() {
+            let hpath = format!("{path}.match.headers[{h}]");
+            if http_name_invalid(&hm.name) {
+                c.err(format!("{hpath}.name"), format!("{:?} is not an HTTP header name", hm.name));
+            }
+            let kinds = [hm.exact.is_some(), hm.prefix.is_some(), hm.regex.is_some(), hm.present.is_some()];
+            if kinds.iter().filter(|b| **b).count() != 1 {
+                c.err(hpath.clone(), "needs exactly one of `exact`, `prefix`, `regex` and `present`");
+            }
+            if let Some(re) = &hm.regex {
+                c.regex(format!("{hpath}.regex"), re);
+            }
+        }
+        let a = &r.route;
+        match (&a.cluster, a.weighted_clusters.is_empty()) {
+            (Some(name), true) => {
+                if self.cluster(name).is_none() {
+                    c.err(format!("{path}.route.cluster"), format!("unknown cluster {name:?}"));
+                }
+            }
+            (None, false) => c.weighted(&format!("{path}.route.weighted_clusters"), self, &a.weighted_clusters),
+            _ => c.err(format!("{path}.route"), "needs exactly one of `cluster` and `weighted_clusters`"),
+        }
+        if a.timeout.is_some_and(|t| t.is_zero()) {
+            c.err(format!("{path}.route.timeout"), "must be greater than 0 (omit it for no timeout)");
+        }
+        if let Some(rp) = &a.retry_policy {
+            if rp.retry_on.is_empty() && rp.num_retries > 0 {
+                c.err(format!("{path}.route.retry_policy.retry_on"), "must name at least one condition");
+            }
+        }
+        let header_lists = [
+            ("request_headers_to_add", r.request_headers_to_add.iter().map(|h| h.name.as_str()).collect::<Vec<_>>()),
+            ("response_headers_to_add", r.response_headers_to_add.iter().map(|h| h.name.as_str()).collect()),
+            ("request_headers_to_remove", r.request_headers_to_remove.iter().map(String::as_str).collect()),
+            ("response_headers_to_remove", r.response_headers_to_remove.iter().map(String::as_str).collect()),
+        ];
+        for (field, names) in header_lists {
+            for (h, name) in names.iter().enumerate() {
+                if http_name_invalid(name) {
+                    c.err(format!("{path}.{field}[{h}]"), format!("{name:?} is not an HTTP header name"));
+                }
+            }
+        }
+        for (field, list) in [("request_headers_to_add", &r.request_headers_to_add), ("response_headers_to_add", &r.response_headers_to_add)] {
+            for (h, hv) in list.iter().enumerate() {
+                if hv.value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                    c.err(format!("{path}.{field}[{h}].value"), "must not contain CR, LF or NUL");
+                }
+            }
+        }
+    }
+}
+
+fn http_name_invalid(name: &str) -> bool {
+    name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn validate_cluster(c: &mut Checker, i: usize, cl: &Cluster) {
+    let path = format!("clusters[{i}]");
+    if cl.connect_timeout.is_zero() {
+        c.err(format!("{path}.connect_timeout"), "must be greater than 0");
+    }
+    match cl.kind {
+        ClusterKind::Static if cl.endpoints.is_empty() => {
+            c.err(format!("{path}.endpoints"), "a static cluster needs at least one endpoint");
+        }
+        ClusterKind::OriginalDst if !cl.endpoints.is_empty() => {
+            c.err(format!("{path}.endpoints"), "an original_dst cluster takes its endpoint from each connection; remove the list");
+        }
+        _ => {}
+    }
+    if cl.tls == TlsMode::IstioMutual {
+        c.err(format!("{path}.tls"), "istio_mutual is not supported by this build yet (mTLS lands with the SPIFFE work); use disabled");
+    }
+    let cb = &cl.circuit_breakers;
+    for (field, v) in [("max_connections", cb.max_connections), ("max_pending_requests", cb.max_pending_requests), ("max_requests", cb.max_requests)] {
+        if v == 0 {
+            c.err(format!("{path}.circuit_breakers.{field}"), "0 would refuse every request");
+        }
+    }
+    if let Some(od) = &cl.outlier_detection {
+        if od.max_ejection_percent > 100 {
+            c.err(format!("{path}.outlier_detection.max_ejection_percent"), format!("{} is over 100", od.max_ejection_percent));
+        }
+        if od.base_ejection_time.is_zero() {
+            c.err(format!("{path}.outlier_detection.base_ejection_time"), "must be greater than 0");
+        }
+    }
+    let mut seen = HashSet::new();
+    for (j, ep) in cl.endpoints.iter().enumerate() {
+        if ep.address.port() == 0 {
+            c.err(format!("{path}.endpoints[{j}].address"), format!("{}: 0 is not a port", ep.address));
+        }
+        if ep.address.ip().is_unspecified() {
+            c.err(format!("{path}.endpoints[{j}].address"), format!("{} is not a host to connect to", ep.address));
+        }
+        if !seen.insert(ep.address) {
+            c.err(format!("{path}.endpoints[{j}].address"), format!("{} is listed twice", ep.address));
+        }
+        if ep.weight == 0 {
+            c.err(format!("{path}.endpoints[{j}].weight"), "must be at least 1");
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The static YAML config file: parse → defaults (serde) → `validate()`.
+//!
+//! Errors read `FILE: PATH: PROBLEM`, e.g.
+//! `mesh.yaml: clusters[2].endpoints[0].address: 127.0.0.1:0: 0 is not a port`.
+
+use std::path::{Path, PathBuf};
+
+use crate::model::{ConfigError, Snapshot};
+
+/// Why a config file was refused. Lists every problem that could be found.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{file}: cannot read: {source}")]
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("{}", render(.file, .errors))]
+    Invalid { file: PathBuf, errors: Vec<ConfigError> },
+}
+
+impl LoadError {
+    /// The individual problems, each with its path (one for I/O errors).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            LoadError::Read { .. } => vec![self.to_string()],
+            LoadError::Invalid { file, errors } => {
+                errors.iter().map(|e| format!("{}: {e}", file.display())).collect()
+            }
+        }
+    }
+}
+
+fn render(file: &Path, errors: &[ConfigError]) -> String {
+    let lines: Vec<String> = errors.iter().map(|e| format!("{}: {e}", file.display())).collect();
+    lines.join("\n")
+}
+
+/// Reads, parses and validates a static config file.
+pub fn load_file(file: &Path) -> Result<Snapshot, LoadError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|source| LoadError::Read { file: file.to_path_buf(), source })?;
+    parse_str(&text).map_err(|errors| LoadError::Invalid { file: file.to_path_buf(), errors })
+}
+
+/// Parses and validates config text; errors carry paths but no file name.
+pub fn parse_str(text: &str) -> Result<Snapshot, Vec<ConfigError>> {
+    let de = serde_norway::Deserializer::from_str(text);
+    let snapshot: Snapshot = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { "(top level)".to_string() } else { path };
+        vec![ConfigError { path, message: e.into_inner().to_string() }]
+    })?;
+    snapshot.validate().map_err(|e| e.0)?;
+    Ok(snapshot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::*;
+
+    const GOOD: &str = r#"
+listeners:
+  - name: outbound
+    address: 127.0.0.1:15001
+    filter_chains:
+      - match: { destination_port: 9080 }
+        http: { route_config: main }
+      - tcp: { cluster: db }
+route_configs:
+  - name: main
+    virtual_hosts:
+      - name: reviews
+        domains: ["reviews", "reviews:9080"]
+        routes:
+          - match: { prefix: "/", headers: [{ name: x-lane, exact: v2 }] }
+            route: { cluster: reviews-v2, timeout: 3s }
+          - match: { prefix: "/" }
+            route:
+              weighted_clusters: [{ name: reviews-v2, weight: 20 }, { name: db, weight: 80 }]
+              retry_policy: { retry_on: [connect-failure] }
+clusters:
+  - name: reviews-v2
+    lb_policy: least_request
+    endpoints: [{ address: 127.0.0.1:9081, labels: { version: v2 } }]
+  - name: db
+    connect_timeout: 250ms
+    endpoints: [{ address: 127.0.0.1:5432, weight: 3 }]
+"#;
+
+    #[test]
+    fn parses_a_full_config_with_defaults() {
+        let s = parse_str(GOOD).expect("valid");
+        assert_eq!(s.listeners[0].direction, TrafficDirection::Outbound);
+        assert_eq!(s.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
+        let db = s.cluster("db").expect("db");
+        assert_eq!(db.connect_timeout, std::time::Duration::from_millis(250));
+        assert_eq!(db.endpoints[0].weight, 3);
+        assert_eq!(db.circuit_breakers.max_requests, DEFAULT_CIRCUIT_BREAKER_LIMIT);
+        let route = &s.route_configs[0].virtual_hosts[0].routes[1];
+        assert_eq!(route.route.retry_policy.as_ref().map(|r| r.num_retries), Some(DEFAULT_NUM_RETRIES));
+        assert_eq!(s.admin.address.port(), 15000);
+    }
+
+    #[test]
+    fn parse_errors_name_the_path() {
+        let bad = GOOD.replace("connect_timeout: 250ms", "connect_timeout: soon");
+        let errs = parse_str(&bad).expect_err("bad duration");
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].path, "clusters[1].connect_timeout");
+        let unknown = GOOD.replace("lb_policy: least_request", "lb_polcy: least_request");
+        let errs = parse_str(&unknown).expect_err("unknown field");
+        assert_eq!(errs[0].path, "clusters[0].lb_polcy");
+        assert!(errs[0].message.contains("lb_polcy"), "{}", errs[0].message);
+    }
+
+    #[test]
+    fn validation_reports_every_problem_with_path_and_value() {
+        let bad = GOOD
+            .replace("127.0.0.1:5432", "127.0.0.1:0")
+            .replace("cluster: db", "cluster: nosuch")
+            .replace("exact: v2", "regex: \"(\"");
+        let errs = parse_str(&bad).expect_err("invalid");
+        let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert!(text.contains(&"clusters[1].endpoints[0].address: 127.0.0.1:0: 0 is not a port".to_string()), "{text:#?}");
+        assert!(text.contains(&"listeners[0].filter_chains[1].tcp.cluster: unknown cluster \"nosuch\"".to_string()), "{text:#?}");
+        assert!(text.iter().any(|t| t.starts_with("route_configs[0].virtual_hosts[0].routes[0].match.headers[0].regex: invalid regex \"(\"")), "{text:#?}");
+        assert_eq!(errs.len(), 3, "{text:#?}");
+    }
+
+    #[test]
+    fn load_file_prefixes_the_file_name() {
+        let dir = std::env::temp_dir().join(format!("oxidecar-xds-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("mesh.yaml");
+        std::fs::write(&file, GOOD.replace("weight: 3", "weight: 0")).expect("write");
+        let err = load_file(&file).expect_err("invalid");
+        assert_eq!(err.problems(), vec![format!("{}: clusters[1].endpoints[0].weight: must be at least 1", file.display())]);
+        let missing = load_file(&dir.join("absent.yaml")).expect_err("missing");
+        assert!(missing.to_string().contains("absent.yaml: cannot read"), "{missing}");
+    }
+
+    #[test]
+    fn rejects_duplicate_names_and_wrong_route_shapes() {
+        let bad = GOOD.replace("name: db\n", "name: reviews-v2\n");
+        let errs = parse_str(&bad).expect_err("dup");
+        assert!(errs.iter().any(|e| e.to_string() == "clusters[1].name: duplicate name \"reviews-v2\""), "{errs:?}");
+        let bad = GOOD.replace("{ prefix: \"/\" }", "{ prefix: \"/\", path: /x }");
+        let errs = parse_str(&bad).expect_err("two kinds");
+        assert!(errs.iter().any(|e| e.path == "route_configs[0].virtual_hosts[0].routes[1].match"), "{errs:?}");
+    }
+}
