@@ -1,0 +1,23 @@
+//! Building blocks for the oxidecar application runtime: one trait per block, in-memory reference
+//! backends, a registry from Dapr type strings to constructors, and the Dapr Component YAML loader.
+#![forbid(unsafe_code)]
+
+pub mod bindings;
+pub mod configuration;
+pub mod defaults;
+pub mod error;
+pub mod loader;
+pub mod lock;
+pub mod metadata;
+pub mod pubsub;
+pub mod registry;
+pub mod secretstores;
+pub mod state;
+pub mod subscription;
+
+pub use error::ComponentError;
+pub use loader::{ConfigError, LoadedComponent, Resources, load_resources};
+pub use registry::{Component, Registry};
+
+/// A boxed, sendable future, used by handler callbacks handed to components.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;

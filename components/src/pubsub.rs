@@ -1,0 +1,62 @@
+//! Pub/sub building block: publish to a topic, subscribe a handler that acknowledges by returning `Ok`.
+
+pub mod in_memory;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::{BoxFuture, ComponentError};
+
+/// Optional capabilities of a pub/sub component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PubSubFeature {
+    MessageTtl,
+    BulkPublish,
+}
+
+impl PubSubFeature {
+    /// The capability name Dapr reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MessageTtl => "MESSAGE_TTL",
+            Self::BulkPublish => "BULK_PUBLISH",
+        }
+    }
+}
+
+/// A message as it travels through the broker (already a CloudEvent unless raw).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: String,
+    pub data: Bytes,
+    pub content_type: String,
+    pub metadata: HashMap<String, String>,
+}
+
+/// Called for each delivered message; `Ok` acknowledges it to the broker, `Err` leaves it to the
+/// broker's redelivery (the runtime does its own retries and dead-lettering before answering).
+pub type MessageHandler = Arc<dyn Fn(Message) -> BoxFuture<Result<(), ComponentError>> + Send + Sync>;
+
+/// A publish/subscribe broker.
+#[async_trait::async_trait]
+pub trait PubSub: Send + Sync + 'static {
+    /// Capabilities of this component.
+    fn features(&self) -> &'static [PubSubFeature];
+
+    /// Publishes one message.
+    async fn publish(&self, msg: Message) -> Result<(), ComponentError>;
+
+    /// Starts delivering messages of `topic` to `handler` until `cancel` fires or the component closes.
+    async fn subscribe(
+        &self,
+        topic: &str,
+        handler: MessageHandler,
+        cancel: CancellationToken,
+    ) -> Result<(), ComponentError>;
+
+    /// Stops deliveries and releases backend resources; idempotent.
+    async fn close(&self) {}
+}

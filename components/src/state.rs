@@ -1,0 +1,136 @@
+//! State store building block: key/value with ETags, TTL and transactions.
+
+pub mod in_memory;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::ComponentError;
+
+/// Optional capabilities a state store may have (reported by GetMetadata).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFeature {
+    Etag,
+    Transactional,
+    Ttl,
+    QueryApi,
+}
+
+impl StateFeature {
+    /// The capability name Dapr reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Etag => "ETAG",
+            Self::Transactional => "TRANSACTIONAL",
+            Self::Ttl => "TTL",
+            Self::QueryApi => "QUERY_API",
+        }
+    }
+}
+
+/// Concurrency mode of a write (Dapr's `concurrency` option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Concurrency {
+    /// Without an ETag, the write succeeds only if the key does not exist yet.
+    FirstWrite,
+    /// Without an ETag, the write always succeeds.
+    #[default]
+    LastWrite,
+}
+
+/// A stored item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateItem {
+    pub value: Bytes,
+    pub etag: Option<String>,
+    pub metadata: HashMap<String, String>,
+}
+
+/// A write.
+#[derive(Debug, Clone, Default)]
+pub struct SetRequest {
+    pub key: String,
+    pub value: Bytes,
+    pub etag: Option<String>,
+    pub concurrency: Concurrency,
+    pub metadata: HashMap<String, String>,
+}
+
+/// A delete.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteRequest {
+    pub key: String,
+    pub etag: Option<String>,
+    pub concurrency: Concurrency,
+    pub metadata: HashMap<String, String>,
+}
+
+/// One operation of a transaction.
+#[derive(Debug, Clone)]
+pub enum TransactionOp {
+    Set(SetRequest),
+    Delete(DeleteRequest),
+}
+
+impl TransactionOp {
+    /// The key the operation touches.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Set(r) => &r.key,
+            Self::Delete(r) => &r.key,
+        }
+    }
+}
+
+/// A key/value state store.
+#[async_trait::async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// Capabilities of this store.
+    fn features(&self) -> &'static [StateFeature];
+
+    /// Reads a key; `None` when it does not exist (or expired).
+    async fn get(&self, key: &str) -> Result<Option<StateItem>, ComponentError>;
+
+    /// Reads several keys; one result per key, in order.
+    async fn bulk_get(&self, keys: &[String]) -> Vec<Result<Option<StateItem>, ComponentError>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.get(key).await);
+        }
+        out
+    }
+
+    /// Writes a key, honouring ETag, concurrency and `ttlInSeconds`.
+    async fn set(&self, req: SetRequest) -> Result<(), ComponentError>;
+
+    /// Deletes a key, honouring ETag and concurrency. Deleting a missing key without ETag succeeds.
+    async fn delete(&self, req: DeleteRequest) -> Result<(), ComponentError>;
+
+    /// Applies all operations or none.
+    async fn transact(&self, ops: Vec<TransactionOp>) -> Result<(), ComponentError> {
+        let _ = ops;
+        Err(ComponentError::Unsupported { operation: "transaction".to_string() })
+    }
+
+    /// Releases backend resources; idempotent.
+    async fn close(&self) {}
+}
+
+/// Reads Dapr's `ttlInSeconds` request metadata: `None` for no TTL (absent or -1).
+pub fn ttl_from_metadata(metadata: &HashMap<String, String>) -> Result<Option<Duration>, ComponentError> {
+    let Some(raw) = metadata.get("ttlInSeconds") else {
+        return Ok(None);
+    };
+    let secs: i64 = raw.trim().parse().map_err(|_| {
+        ComponentError::InvalidRequest(format!("metadata ttlInSeconds: {raw:?} is not an integer"))
+    })?;
+    match secs {
+        -1 => Ok(None),
+        s if s < -1 => Err(ComponentError::InvalidRequest(format!(
+            "metadata ttlInSeconds: {s} must be -1 or greater"
+        ))),
+        s => Ok(Some(Duration::from_secs(s as u64))),
+    }
+}
