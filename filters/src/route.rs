@@ -75,7 +75,7 @@ enum HeaderKind {
 
 #[derive(Debug, Default)]
 struct VirtualHostRoutes {
-    routes: Vec<CompiledRoute>,
+    routes: Vec<Arc<CompiledRoute>>,
 }
 
 /// All virtual hosts of one route config, indexed by domain.
@@ -114,7 +114,7 @@ impl RouteTable {
                     Some(n) => format!("{}/{n}", vh.name).into(),
                     None => format!("{}/#{r}", vh.name).into(),
                 };
-                routes.push(compile_route(route, name, &cluster_id).map_err(|e| invalid(format!("{}: {e}", vh.name)))?);
+                routes.push(Arc::new(compile_route(route, name, &cluster_id).map_err(|e| invalid(format!("{}: {e}", vh.name)))?));
             }
             table.vhosts.push(VirtualHostRoutes { routes });
         }
@@ -124,7 +124,7 @@ impl RouteTable {
     }
 
     /// The route for a request, or `None` (the proxy answers 404 `NR`).
-    pub fn find(&self, authority: &str, path: &str, headers: &HeaderMap) -> Option<&CompiledRoute> {
+    pub fn find(&self, authority: &str, path: &str, headers: &HeaderMap) -> Option<&Arc<CompiledRoute>> {
         let vhost = self.vhost(authority)?;
         let path = path.split_once('?').map_or(path, |(p, _)| p);
         self.vhosts[vhost].routes.iter().find(|r| r.matches(path, headers))

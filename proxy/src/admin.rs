@@ -1,0 +1,131 @@
+//! Operator endpoints: the admin port (`/ready`, `/config_dump`, `/clusters`, `/stats/prometheus`),
+//! the metrics ports (`/stats/prometheus`, `/healthz/ready`) and the kubelet health port.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::control::ConfigSource;
+use crate::shared::Shared;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub shared: Arc<Shared>,
+    pub source: Arc<ConfigSource>,
+}
+
+async fn ready(State(s): State<AdminState>) -> Response {
+    if s.shared.drain.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "DRAINING\n").into_response()
+    } else if s.shared.drain.is_ready() {
+        (StatusCode::OK, "LIVE\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "PRE_INITIALIZING\n").into_response()
+    }
+}
+
+async fn prometheus(State(s): State<AdminState>) -> Response {
+    s.shared.metrics.active_requests.set(s.shared.drain.in_flight());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.shared.metrics.render()).into_response()
+}
+
+async fn config_dump(State(s): State<AdminState>) -> Response {
+    let tables = s.shared.tables.load();
+    let body = serde_json::json!({
+        "source": s.source.describe(),
+        "version": s.source.version.load(Ordering::SeqCst),
+        "snapshot": &*tables.snapshot,
+    });
+    axum::Json(body).into_response()
+}
+
+#[derive(Deserialize)]
+struct ClustersQuery {
+    format: Option<String>,
+}
+
+/// Envoy's `/clusters` shape: one `cluster::endpoint::stat::value` line per counter, or JSON.
+async fn clusters(State(s): State<AdminState>, Query(q): Query<ClustersQuery>) -> Response {
+    let tables = s.shared.tables.load();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    if q.format.as_deref() == Some("json") {
+        let clusters: Vec<_> = tables
+            .clusters
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "name": &*c.name,
+                    "service": &*c.service,
+                    "rq_active": load(&c.stats.rq_active),
+                    "upstream_rq_pending_overflow": load(&c.stats.upstream_rq_pending_overflow),
+                    "endpoints": c.endpoints.iter().map(|e| serde_json::json!({
+                        "address": e.address.to_string(),
+                        "weight": e.weight,
+                        "labels": e.labels,
+                        "health": "healthy",
+                        "rq_active": load(&e.stats.rq_active),
+                        "rq_total": load(&e.stats.rq_total),
+                        "rq_error": load(&e.stats.rq_error),
+                        "cx_connect_fail": load(&e.stats.cx_connect_fail),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        return axum::Json(serde_json::json!({ "clusters": clusters })).into_response();
+    }
+    let mut out = String::new();
+    for c in &tables.clusters {
+        let _ = writeln!(out, "{}::rq_active::{}", c.name, load(&c.stats.rq_active));
+        let _ = writeln!(out, "{}::upstream_rq_pending_overflow::{}", c.name, load(&c.stats.upstream_rq_pending_overflow));
+        for e in &c.endpoints {
+            let p = format!("{}::{}", c.name, e.address);
+            let _ = writeln!(out, "{p}::weight::{}", e.weight);
+            let _ = writeln!(out, "{p}::health_flags::healthy");
+            let _ = writeln!(out, "{p}::rq_active::{}", load(&e.stats.rq_active));
+            let _ = writeln!(out, "{p}::rq_total::{}", load(&e.stats.rq_total));
+            let _ = writeln!(out, "{p}::rq_error::{}", load(&e.stats.rq_error));
+            let _ = writeln!(out, "{p}::cx_connect_fail::{}", load(&e.stats.cx_connect_fail));
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain")], out).into_response()
+}
+
+pub fn admin_router(state: AdminState) -> Router {
+    Router::new()
+        .route("/ready", get(ready))
+        .route("/config_dump", get(config_dump))
+        .route("/clusters", get(clusters))
+        .route("/stats/prometheus", get(prometheus))
+        .with_state(state)
+}
+
+pub fn metrics_router(state: AdminState) -> Router {
+    Router::new()
+        .route("/stats/prometheus", get(prometheus))
+        .route("/healthz/ready", get(ready))
+        .with_state(state)
+}
+
+pub fn health_router(state: AdminState) -> Router {
+    Router::new().route("/healthz/ready", get(ready)).with_state(state)
+}
+
+/// Serves `router` on an already-bound listener until `stop` is cancelled.
+pub async fn serve(listener: std::net::TcpListener, router: Router, stop: CancellationToken) {
+    let addr = listener.local_addr().ok();
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => return tracing::error!(?addr, error = %e, "cannot serve admin endpoint"),
+    };
+    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await {
+        tracing::error!(?addr, error = %e, "admin endpoint stopped");
+    }
+}

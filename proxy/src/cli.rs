@@ -1,0 +1,116 @@
+//! Command line: `oxidecar run` (daprd's flags are accepted as they are) and `oxidecar validate`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use crate::server::RunOptions;
+
+#[derive(Parser, Debug)]
+#[command(name = "oxidecar", version, about = "One sidecar for the mesh data plane (Istio) and the application runtime (Dapr).")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the sidecar. Without --config it starts from the embedded default (passthrough
+    /// listeners on 15001/15006, admin on 127.0.0.1:15000, metrics on 15090 and 15020, health on 15021).
+    Run(Box<RunArgs>),
+    /// Check a static config file; prints every error (file, path, value) and exits 2 if there is one.
+    Validate {
+        /// The static YAML config file.
+        file: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Static mesh config (YAML). Edits are applied live; SIGHUP forces a reload.
+    #[arg(long, short = 'c', env = "OXIDECAR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Worker threads per listener (Envoy's --concurrency).
+    #[arg(long, env = "OXIDECAR_CONCURRENCY", default_value_t = default_concurrency())]
+    pub concurrency: usize,
+    /// Override the admin port (default 15000 from the config).
+    #[arg(long)]
+    pub admin_port: Option<u16>,
+    /// Port of the proxy's own Prometheus endpoint (default 15090 from the config).
+    #[arg(long)]
+    pub metrics_port: Option<u16>,
+    /// The application's id (daprd's --app-id).
+    #[arg(long, env = "APP_ID")]
+    pub app_id: Option<String>,
+    /// The port the application listens on (daprd's --app-port).
+    #[arg(long, env = "APP_PORT")]
+    pub app_port: Option<u16>,
+    /// How the sidecar talks to the application (daprd's --app-protocol).
+    #[arg(long, value_enum, default_value_t = AppProtocol::Http)]
+    pub app_protocol: AppProtocol,
+    /// Runtime gRPC API port on 127.0.0.1 (daprd's --dapr-grpc-port).
+    #[arg(long, env = "DAPR_GRPC_PORT", default_value_t = 50001)]
+    pub dapr_grpc_port: u16,
+    /// Runtime HTTP API port on 127.0.0.1 (daprd's --dapr-http-port).
+    #[arg(long, env = "DAPR_HTTP_PORT", default_value_t = 3500)]
+    pub dapr_http_port: u16,
+    /// Folders of Dapr Component YAML files (daprd's --resources-path; may repeat).
+    #[arg(long)]
+    pub resources_path: Vec<PathBuf>,
+    /// debug, info, warn or error (daprd's --log-level). RUST_LOG, when set, wins.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Write logs as JSON lines (daprd's --log-as-json).
+    #[arg(long)]
+    pub log_as_json: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppProtocol {
+    Http,
+    Grpc,
+}
+
+fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl RunArgs {
+    pub fn run_options(&self) -> RunOptions {
+        RunOptions {
+            config: self.config.clone(),
+            concurrency: self.concurrency,
+            admin_port: self.admin_port,
+            metrics_port: self.metrics_port,
+        }
+    }
+
+    /// The runtime API flags are accepted now; the runtime reads them when it is enabled.
+    pub fn log_runtime_flags(&self) {
+        tracing::debug!(
+            app_id = ?self.app_id, app_port = ?self.app_port, app_protocol = ?self.app_protocol,
+            grpc_port = self.dapr_grpc_port, http_port = self.dapr_http_port,
+            resources = ?self.resources_path, "runtime flags"
+        );
+    }
+}
+
+/// `--log-level` sets our level; Pingora's own chatter stays at warn unless RUST_LOG says otherwise.
+pub fn init_logging(level: &str, json: bool) {
+    let level = match level {
+        "debug" | "info" | "warn" | "error" | "trace" => level,
+        other => {
+            eprintln!("oxidecar: --log-level {other:?} is not one of debug, info, warn, error; using info");
+            "info"
+        }
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},pingora=warn,pingora_core=warn,pingora_proxy=warn")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

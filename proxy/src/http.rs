@@ -1,0 +1,466 @@
+//! The HTTP half of a listener: Pingora `ProxyHttp` hooks that route each request, admit it past
+//! the cluster's circuit breaker, pick an endpoint, retry per policy and record Istio metrics.
+//! Local replies carry `x-oxidecar-reason` and an Envoy-style response flag (`NR`, `UF`, `UO`, ...).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use oxidecar_filters::route::CompiledRoute;
+use oxidecar_xds::model::{ClusterKind, Protocol, RetryOn, TrafficDirection, UpstreamProtocol};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::SocketDigest;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{ErrorSource, ErrorType};
+
+use crate::shared::{InFlight, Shared};
+use crate::tables::{ChainAction, ClusterState, Tables};
+
+/// Header naming why the proxy answered instead of the upstream.
+pub const REASON_HEADER: &str = "x-oxidecar-reason";
+/// Concurrent HTTP/2 streams per pooled upstream connection.
+const MAX_H2_STREAMS: usize = 100;
+
+/// The `ProxyHttp` of one listener.
+pub struct MeshHttp {
+    pub listener: Arc<str>,
+    pub shared: Arc<Shared>,
+}
+
+/// A local reply: status, response flag and reason.
+#[derive(Debug, Clone, Copy)]
+struct Reply {
+    status: u16,
+    flags: &'static str,
+    reason: &'static str,
+}
+
+const NO_ROUTE: Reply = Reply { status: 404, flags: "NR", reason: "no route matched" };
+const OVERFLOW: Reply = Reply { status: 503, flags: "UO", reason: "upstream overflow: circuit breaker max_requests reached" };
+const NO_HEALTHY: Reply = Reply { status: 503, flags: "UH", reason: "no healthy upstream" };
+const NO_ORIGINAL_DST: Reply = Reply { status: 503, flags: "UH", reason: "no original destination for passthrough" };
+const CONNECT_FAILURE: Reply = Reply { status: 503, flags: "UF", reason: "upstream connect error" };
+const RETRIES_EXHAUSTED: Reply = Reply { status: 503, flags: "URX,UF", reason: "upstream connect error, retries exhausted" };
+const TIMEOUT: Reply = Reply { status: 504, flags: "UT", reason: "upstream request timeout" };
+const RESET: Reply = Reply { status: 503, flags: "UC", reason: "upstream reset before response" };
+
+/// Per-request state, dropped when the request ends (releasing in-flight and admission counts).
+pub struct RequestCtx {
+    tables: Arc<Tables>,
+    _in_flight: InFlight,
+    start: Instant,
+    grpc: bool,
+    original_dst: Option<SocketAddr>,
+    route: Option<Arc<CompiledRoute>>,
+    cluster: Option<Admitted>,
+    /// Endpoint of the current attempt, counted in its `rq_active`.
+    endpoint: Option<usize>,
+    tried: Vec<usize>,
+    retries: u32,
+    reply: Option<Reply>,
+    grpc_status: Option<String>,
+}
+
+/// A request counted against its cluster's `max_requests` until dropped.
+struct Admitted(Arc<ClusterState>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.stats.rq_active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl RequestCtx {
+    fn release_endpoint(&mut self, failed: bool) {
+        if let (Some(i), Some(Admitted(cluster))) = (self.endpoint.take(), &self.cluster) {
+            let stats = &cluster.endpoints[i].stats;
+            stats.rq_active.fetch_sub(1, Ordering::Relaxed);
+            if failed {
+                stats.rq_error.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn may_retry(&self, on: RetryOn) -> bool {
+        let Some(policy) = self.route.as_ref().and_then(|r| r.retry_policy.as_ref()) else { return false };
+        let Some(Admitted(cluster)) = &self.cluster else { return false };
+        policy.retry_on.contains(&on)
+            && self.retries < policy.num_retries
+            && cluster.stats.rq_retry_active.load(Ordering::Relaxed) < u64::from(cluster.circuit_breakers.max_retries)
+    }
+}
+
+impl Drop for RequestCtx {
+    fn drop(&mut self) {
+        self.release_endpoint(false);
+    }
+}
+
+/// The connection's local address and, when it was redirected, its original destination.
+pub fn connection_addrs(digest: Option<&SocketDigest>) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    let Some(sd) = digest else { return (None, None) };
+    let local = sd.local_addr().and_then(|a| a.as_inet()).copied();
+    let original = sd.original_dst().and_then(|a| a.as_inet()).copied().filter(|o| Some(*o) != local);
+    (local, original)
+}
+
+async fn write_reply(session: &mut Session, reply: Reply, grpc: bool, close: bool) {
+    let result = if grpc {
+        // gRPC clients read the outcome from grpc-status, as Envoy's local replies do.
+        let code = match reply.status {
+            404 => "12",
+            504 => "4",
+            _ => "14",
+        };
+        let mut resp = match ResponseHeader::build(200, Some(4)) {
+            Ok(r) => r,
+            Err(e) => return tracing::warn!(error = %e, "cannot build reply"),
+        };
+        let _ = resp.insert_header("content-type", "application/grpc");
+        let _ = resp.insert_header("grpc-status", code);
+        let _ = resp.insert_header("grpc-message", reply.reason);
+        let _ = resp.insert_header(REASON_HEADER, reply.reason);
+        match session.write_response_header(Box::new(resp), true).await {
+            Ok(()) => session.write_response_body(None, true).await,
+            Err(e) => Err(e),
+        }
+    } else {
+        let body = Bytes::from(format!("{}\n", reply.reason));
+        let mut resp = match ResponseHeader::build(reply.status, Some(4)) {
+            Ok(r) => r,
+            Err(e) => return tracing::warn!(error = %e, "cannot build reply"),
+        };
+        let _ = resp.insert_header("content-type", "text/plain");
+        let _ = resp.insert_header("content-length", body.len().to_string());
+        let _ = resp.insert_header(REASON_HEADER, reply.reason);
+        if close {
+            // Pingora writes `connection: close` for HTTP/1 once keep-alive is off.
+            session.set_keepalive(None);
+        }
+        match session.write_response_header(Box::new(resp), false).await {
+            Ok(()) => session.write_response_body(Some(body), true).await,
+            Err(e) => Err(e),
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "downstream gone before the local reply");
+    }
+}
+
+impl MeshHttp {
+    fn direction(&self, tables: &Tables) -> TrafficDirection {
+        tables.listeners.get(&*self.listener).map_or(TrafficDirection::Outbound, |l| l.direction)
+    }
+
+    /// Finds the route for the request; `Err` is the local reply to send instead.
+    fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Arc<CompiledRoute>, Reply> {
+        let req = session.req_header();
+        let authority = req
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
+            .unwrap_or("");
+        let (local, original) = connection_addrs(session.digest().and_then(|d| d.socket_digest.as_deref()));
+        ctx.original_dst = original;
+        let port = original.or(local).map_or(0, |a| a.port());
+        let listener = ctx.tables.listeners.get(&*self.listener).ok_or(NO_ROUTE)?;
+        let routes = listener
+            .candidates(port)
+            .filter(|c| c.protocol == Protocol::Http)
+            .find_map(|c| match &c.action {
+                ChainAction::Http { routes } => Some(routes),
+                ChainAction::Tcp { .. } => None,
+            })
+            .ok_or(NO_ROUTE)?;
+        routes.find(authority, req.uri.path(), &req.headers).cloned().ok_or_else(|| {
+            tracing::info!(listener = %self.listener, authority, path = req.uri.path(), "no route matched: 404 NR");
+            NO_ROUTE
+        })
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for MeshHttp {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            tables: self.shared.tables.load_full(),
+            _in_flight: InFlight::new(&self.shared),
+            start: Instant::now(),
+            grpc: false,
+            original_dst: None,
+            route: None,
+            cluster: None,
+            endpoint: None,
+            tried: Vec::new(),
+            retries: 0,
+            reply: None,
+            grpc_status: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.grpc = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let route = match self.route(session, ctx) {
+            Ok(r) => r,
+            Err(reply) => {
+                ctx.reply = Some(reply);
+                write_reply(session, reply, ctx.grpc, false).await;
+                return Ok(true);
+            }
+        };
+        let cluster = ctx.tables.cluster(route.destination.pick()).clone();
+        let active = cluster.stats.rq_active.fetch_add(1, Ordering::Relaxed);
+        let admitted = Admitted(cluster);
+        if active >= u64::from(admitted.0.circuit_breakers.max_requests) {
+            admitted.0.stats.upstream_rq_pending_overflow.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(cluster = %admitted.0.name, "circuit breaker open: 503 UO");
+            ctx.reply = Some(OVERFLOW);
+            ctx.cluster = Some(admitted);
+            write_reply(session, OVERFLOW, ctx.grpc, false).await;
+            return Ok(true);
+        }
+        ctx.cluster = Some(admitted);
+        ctx.route = Some(route);
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let Some(Admitted(cluster)) = &ctx.cluster else {
+            return Err(Error::explain(ErrorType::InternalError, "no cluster chosen"));
+        };
+        let cluster = cluster.clone();
+        let addr = match cluster.kind {
+            ClusterKind::OriginalDst => match ctx.original_dst {
+                Some(a) => a,
+                None => {
+                    ctx.reply = Some(NO_ORIGINAL_DST);
+                    return Err(Error::explain(ErrorType::HTTPStatus(503), NO_ORIGINAL_DST.reason));
+                }
+            },
+            ClusterKind::Static => {
+                let Some(i) = cluster.pick(&ctx.tried) else {
+                    ctx.reply = Some(if ctx.retries > 0 { RETRIES_EXHAUSTED } else { NO_HEALTHY });
+                    return Err(Error::explain(ErrorType::HTTPStatus(503), NO_HEALTHY.reason));
+                };
+                ctx.tried.push(i);
+                ctx.endpoint = Some(i);
+                let stats = &cluster.endpoints[i].stats;
+                stats.rq_active.fetch_add(1, Ordering::Relaxed);
+                stats.rq_total.fetch_add(1, Ordering::Relaxed);
+                cluster.endpoints[i].address
+            }
+        };
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(cluster.connect_timeout);
+        if let Some(timeout) = ctx.route.as_ref().and_then(|r| r.timeout) {
+            peer.options.read_timeout = Some(timeout);
+        }
+        let h2 = match cluster.protocol {
+            UpstreamProtocol::H2 => true,
+            UpstreamProtocol::Http1 => false,
+            UpstreamProtocol::Auto => session.is_http2(),
+        };
+        if h2 {
+            peer.options.set_http_version(2, 2);
+            peer.options.max_h2_streams = MAX_H2_STREAMS;
+        } else {
+            peer.options.set_http_version(1, 1);
+        }
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(&self, _session: &mut Session, peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+        if let (Some(i), Some(Admitted(cluster))) = (ctx.endpoint, &ctx.cluster) {
+            cluster.endpoints[i].stats.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
+        }
+        ctx.release_endpoint(true);
+        tracing::debug!(peer = %peer, error = %e, "upstream connect failed");
+        if ctx.may_retry(RetryOn::ConnectFailure) {
+            ctx.retries += 1;
+            e.set_retry(true);
+        } else {
+            e.set_retry(false);
+            ctx.reply = Some(if ctx.retries > 0 { RETRIES_EXHAUSTED } else { CONNECT_FAILURE });
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer: {peer}"));
+        ctx.release_endpoint(true);
+        let replayable = session.req_header().method.is_idempotent() && !session.as_ref().retry_buffer_truncated();
+        if replayable && session.response_written().is_none() && ctx.may_retry(RetryOn::Reset) {
+            ctx.retries += 1;
+            e.set_retry(true);
+        } else if !replayable {
+            e.set_retry(false);
+        } else {
+            // A stale pooled connection closed under us: retry once on a fresh one.
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(route) = &ctx.route {
+            for name in &route.request_headers_to_remove {
+                upstream.remove_header(name);
+            }
+            for (name, value) in &route.request_headers_to_add {
+                upstream.insert_header(name.clone(), value.clone())?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        if let Some(route) = &ctx.route {
+            for name in &route.response_headers_to_remove {
+                resp.remove_header(name);
+            }
+            for (name, value) in &route.response_headers_to_add {
+                resp.insert_header(name.clone(), value.clone())?;
+            }
+        }
+        if ctx.grpc {
+            ctx.grpc_status = resp.headers.get("grpc-status").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        }
+        Ok(())
+    }
+
+    async fn response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Bytes>> {
+        if let Some(v) = trailers.get("grpc-status").and_then(|v| v.to_str().ok()) {
+            ctx.grpc_status = Some(v.to_owned());
+        }
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let reply = ctx.reply.or_else(|| match (e.esource(), e.etype()) {
+            (_, ErrorType::ConnectTimedout | ErrorType::ConnectRefused | ErrorType::ConnectError | ErrorType::ConnectNoRoute) => {
+                Some(CONNECT_FAILURE)
+            }
+            (ErrorSource::Upstream, ErrorType::ReadTimedout | ErrorType::WriteTimedout) => Some(TIMEOUT),
+            (ErrorSource::Upstream, _) => Some(RESET),
+            (ErrorSource::Downstream, _) => None,
+            (_, ErrorType::HTTPStatus(code)) => Some(Reply { status: *code, flags: "-", reason: "local reply" }),
+            _ => Some(Reply { status: 500, flags: "-", reason: "internal proxy error" }),
+        });
+        // Pingora closes the downstream after a failure past peer selection, so say so: clients
+        // must not send the next request on this connection.
+        let reuse = false;
+        let code = match reply {
+            Some(reply) if session.response_written().is_none() => {
+                ctx.reply = Some(reply);
+                write_reply(session, reply, ctx.grpc, true).await;
+                reply.status
+            }
+            Some(reply) => {
+                ctx.reply = Some(reply);
+                0
+            }
+            None => {
+                ctx.reply = Some(Reply { status: 0, flags: "DC", reason: "downstream connection terminated" });
+                0
+            }
+        };
+        if code >= 500 {
+            tracing::debug!(listener = %self.listener, error = %e, status = code, "request failed");
+        }
+        FailToProxy { error_code: code, can_reuse_downstream: reuse }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+        // Failures are counted in metrics and logged by us at debug; Pingora's error line per
+        // failed request would flood the log when an upstream is down.
+        true
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        ctx.release_endpoint(false);
+        let tables = ctx.tables.clone();
+        let node = &tables.snapshot.node;
+        let direction = self.direction(&tables);
+        let status = match (session.response_written(), ctx.reply) {
+            (_, Some(reply)) if reply.status != 0 => reply.status,
+            (Some(resp), _) => resp.status.as_u16(),
+            _ => 0,
+        };
+        let status_code = http::StatusCode::from_u16(status).ok();
+        let code = status_code.as_ref().map_or("0", |s| s.as_str());
+        if status >= 500 && ctx.reply.is_none() {
+            if let (Some(i), Some(Admitted(cluster))) = (ctx.tried.last(), &ctx.cluster) {
+                cluster.endpoints[*i].stats.rq_error.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let flags = ctx.reply.map_or("-", |r| r.flags);
+        let (service, service_name) = match &ctx.cluster {
+            Some(Admitted(c)) => (&*c.service, &*c.service_name),
+            None => ("unknown", "unknown"),
+        };
+        let me_workload = node.workload.as_deref().unwrap_or("unknown");
+        let me_namespace = node.namespace.as_deref().unwrap_or("unknown");
+        let (src, src_ns, dst, dst_ns) = match direction {
+            TrafficDirection::Outbound => (me_workload, me_namespace, "unknown", "unknown"),
+            TrafficDirection::Inbound => ("unknown", "unknown", me_workload, me_namespace),
+        };
+        let labels = [
+            direction.reporter(),
+            src,
+            src_ns,
+            dst,
+            dst_ns,
+            service,
+            service_name,
+            if ctx.grpc { "grpc" } else { "http" },
+            code,
+            ctx.grpc_status.as_deref().unwrap_or("-"),
+            flags,
+        ];
+        let m = &self.shared.metrics;
+        m.requests_total.with_label_values(&labels).inc();
+        m.request_duration_ms.with_label_values(&labels).observe(ctx.start.elapsed().as_secs_f64() * 1000.0);
+        m.request_bytes.with_label_values(&labels).observe(session.body_bytes_read() as f64);
+        m.response_bytes.with_label_values(&labels).observe(session.body_bytes_sent() as f64);
+        let req = session.req_header();
+        tracing::debug!(
+            target: "access",
+            listener = %self.listener,
+            method = %req.method,
+            path = req.uri.path(),
+            status,
+            flags,
+            route = ctx.route.as_ref().map(|r| &*r.name),
+            upstream = ?ctx.tried.last().and_then(|i| ctx.cluster.as_ref().map(|c| c.0.endpoints[*i].address)),
+            duration_ms = ctx.start.elapsed().as_millis() as u64,
+        );
+    }
+}

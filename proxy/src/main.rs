@@ -1,0 +1,54 @@
+//! `oxidecar`: one sidecar that is both the mesh data plane (in place of Envoy under Istio) and the
+//! application runtime (Dapr-compatible APIs on localhost).
+
+mod admin;
+mod cli;
+mod control;
+mod http;
+mod listener;
+mod metrics;
+mod server;
+mod shared;
+mod tables;
+mod tcp;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // Before Pingora or anything else can install ring: our TLS runs on aws-lc-rs.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = cli::Cli::parse();
+    match cli.command {
+        cli::Command::Run(args) => {
+            cli::init_logging(&args.log_level, args.log_as_json);
+            args.log_runtime_flags();
+            match server::run(args.run_options()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("oxidecar: cannot start:\n{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        cli::Command::Validate { file } => match oxidecar_xds::load_file(&file) {
+            Ok(s) => {
+                println!(
+                    "{}: valid ({} listeners, {} route configs, {} clusters)",
+                    file.display(),
+                    s.listeners.len(),
+                    s.route_configs.len(),
+                    s.clusters.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                for p in e.problems() {
+                    eprintln!("{p}");
+                }
+                ExitCode::from(2)
+            }
+        },
+    }
+}

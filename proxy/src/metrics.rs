@@ -1,0 +1,113 @@
+//! Prometheus metrics with Istio's standard names and labels, so Kiali and the usual Grafana
+//! dashboards work unchanged, plus oxidecar's own `oxidecar_*` families. One registry per process,
+//! injected wherever metrics are recorded.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Istio's request-duration buckets, in milliseconds.
+const DURATION_BUCKETS_MS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0,
+    300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+/// Size buckets in bytes, 1 B to 100 MB.
+const SIZE_BUCKETS: [f64; 9] = [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0, 100000000.0];
+
+/// Labels of the HTTP/gRPC request families (Istio's names).
+pub const REQUEST_LABELS: [&str; 11] = [
+    "reporter",
+    "source_workload",
+    "source_workload_namespace",
+    "destination_workload",
+    "destination_workload_namespace",
+    "destination_service",
+    "destination_service_name",
+    "request_protocol",
+    "response_code",
+    "grpc_response_status",
+    "response_flags",
+];
+
+/// Labels of the TCP families.
+pub const TCP_LABELS: [&str; 9] = [
+    "reporter",
+    "source_workload",
+    "source_workload_namespace",
+    "destination_workload",
+    "destination_workload_namespace",
+    "destination_service",
+    "destination_service_name",
+    "request_protocol",
+    "response_flags",
+];
+
+/// Handles to every metric family the proxy records.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests_total: IntCounterVec,
+    pub request_duration_ms: HistogramVec,
+    pub request_bytes: HistogramVec,
+    pub response_bytes: HistogramVec,
+    pub tcp_sent_bytes: IntCounterVec,
+    pub tcp_received_bytes: IntCounterVec,
+    pub tcp_opened: IntCounterVec,
+    pub tcp_closed: IntCounterVec,
+    /// Connections closed because no filter chain matched, by listener.
+    pub no_filter_chain: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    pub active_requests: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let histogram = |name: &str, help: &str, buckets: &[f64]| -> Result<HistogramVec, prometheus::Error> {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), &REQUEST_LABELS)?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let active_requests = IntGauge::new("oxidecar_http_active_requests", "HTTP requests in flight")?;
+        registry.register(Box::new(active_requests.clone()))?;
+        Ok(Self {
+            requests_total: counter("istio_requests_total", "Requests handled by the proxy", &REQUEST_LABELS)?,
+            request_duration_ms: histogram(
+                "istio_request_duration_milliseconds",
+                "Request duration in milliseconds",
+                &DURATION_BUCKETS_MS,
+            )?,
+            request_bytes: histogram("istio_request_bytes", "Request body sizes in bytes", &SIZE_BUCKETS)?,
+            response_bytes: histogram("istio_response_bytes", "Response body sizes in bytes", &SIZE_BUCKETS)?,
+            tcp_sent_bytes: counter("istio_tcp_sent_bytes_total", "Bytes sent to the downstream on TCP connections", &TCP_LABELS)?,
+            tcp_received_bytes: counter(
+                "istio_tcp_received_bytes_total",
+                "Bytes received from the downstream on TCP connections",
+                &TCP_LABELS,
+            )?,
+            tcp_opened: counter("istio_tcp_connections_opened_total", "TCP connections opened", &TCP_LABELS)?,
+            tcp_closed: counter("istio_tcp_connections_closed_total", "TCP connections closed", &TCP_LABELS)?,
+            no_filter_chain: counter(
+                "oxidecar_listener_no_filter_chain_total",
+                "Connections closed because no filter chain matched",
+                &["listener"],
+            )?,
+            config_reloads: counter("oxidecar_config_reloads_total", "Config reload attempts", &["result"])?,
+            active_requests,
+            registry,
+        })
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn render(&self) -> String {
+        let families = self.registry.gather();
+        let mut out = String::new();
+        if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, &mut out) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}

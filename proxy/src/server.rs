@@ -1,0 +1,228 @@
+//! Start-up wiring: config → tables → Pingora listeners, plus the control runtime (admin, metrics,
+//! reload, readiness) and the SIGTERM drain.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use oxidecar_xds::Snapshot;
+use pingora::apps::HttpServerOptions;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState};
+use crate::control::{self, ConfigSource};
+use crate::http::MeshHttp;
+use crate::listener::MeshListener;
+use crate::metrics::Metrics;
+use crate::shared::Shared;
+use crate::tables::Tables;
+
+/// Upstream connections kept alive per process (Pingora's default, 128, is small for a sidecar).
+const UPSTREAM_POOL_SIZE: usize = 1024;
+
+/// What `oxidecar run` needs beyond the config file.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: Option<PathBuf>,
+    pub concurrency: usize,
+    pub admin_port: Option<u16>,
+    pub metrics_port: Option<u16>,
+}
+
+/// Why start-up failed; `main` prints it and exits with status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct StartupError(pub Vec<String>);
+
+fn with_port(mut addr: SocketAddr, port: Option<u16>) -> SocketAddr {
+    if let Some(p) = port {
+        addr.set_port(p);
+    }
+    addr
+}
+
+/// Binds an operator endpoint now, so a busy port is a start-up error naming it.
+fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, String> {
+    let l = TcpListener::bind(addr).map_err(|e| format!("{what} {addr}: cannot listen: {e}"))?;
+    l.set_nonblocking(true).map_err(|e| format!("{what} {addr}: {e}"))?;
+    Ok(l)
+}
+
+/// Checks that every listener address is free before Pingora binds it (Pingora would panic).
+fn check_listeners(snapshot: &Snapshot) -> Result<(), Vec<String>> {
+    let errors: Vec<String> = snapshot
+        .listeners
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            TcpListener::bind(l.address).err().map(|e| format!("listeners[{i}] {}: cannot listen on {}: {e}", l.name, l.address))
+        })
+        .collect();
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// SIGTERM: report not ready, let Pingora stop accepting, then exit as soon as in-flight work is
+/// done (or at the drain deadline). SIGINT exits at once.
+struct DrainOnSignal {
+    shared: Arc<Shared>,
+    control_stop: CancellationToken,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for DrainOnSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers; SIGTERM will not drain");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {
+                tracing::info!("SIGINT: exiting now");
+                return ShutdownSignal::FastShutdown;
+            }
+        }
+        let deadline = self.shared.tables.load().snapshot.drain_timeout;
+        tracing::info!(deadline = ?deadline, in_flight = self.shared.drain.in_flight(), "SIGTERM: draining");
+        self.shared.drain.start_draining();
+        let shared = self.shared.clone();
+        let control_stop = self.control_stop.clone();
+        std::thread::Builder::new()
+            .name("drain".into())
+            .spawn(move || {
+                let start = Instant::now();
+                // Give Pingora a moment to stop accepting, then wait for in-flight work.
+                std::thread::sleep(Duration::from_millis(20));
+                while shared.drain.in_flight() > 0 && start.elapsed() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let left = shared.drain.in_flight();
+                if left > 0 {
+                    tracing::warn!(left, "drain deadline reached; closing remaining requests and connections");
+                } else {
+                    tracing::info!(took = ?start.elapsed(), "drained; exiting");
+                }
+                control_stop.cancel();
+                std::process::exit(0);
+            })
+            .ok();
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Runs the proxy until it is told to stop. Returns only on start-up errors.
+pub fn run(opts: RunOptions) -> Result<(), StartupError> {
+    let source = Arc::new(ConfigSource { path: opts.config.clone(), version: AtomicU64::new(1) });
+    let snapshot = source.load().map_err(StartupError)?;
+    check_listeners(&snapshot).map_err(StartupError)?;
+    let admin_cfg = snapshot.admin.clone();
+    let admin_listener = bind("admin", with_port(admin_cfg.address, opts.admin_port)).map_err(|e| StartupError(vec![e]))?;
+    let mut metrics_listeners = Vec::new();
+    for (i, addr) in admin_cfg.metrics_addresses.iter().enumerate() {
+        // --metrics-port moves the proxy's own metrics port (the first entry, 15090 by default).
+        let addr = if i == 0 { with_port(*addr, opts.metrics_port) } else { *addr };
+        metrics_listeners.push(bind("metrics", addr).map_err(|e| StartupError(vec![e]))?);
+    }
+    let health_listener = bind("health", admin_cfg.health_address).map_err(|e| StartupError(vec![e]))?;
+
+    let metrics = Metrics::new().map_err(|e| StartupError(vec![format!("metrics registry: {e}")]))?;
+    let tables = Tables::build(Arc::new(snapshot), None).map_err(|e| StartupError(vec![e.to_string()]))?;
+    let shared = Shared::new(tables, metrics);
+    let control_stop = CancellationToken::new();
+
+    let snapshot = shared.tables.load().snapshot.clone();
+    let mut conf = ServerConf::default();
+    conf.threads = opts.concurrency.max(1);
+    conf.upstream_keepalive_pool_size = UPSTREAM_POOL_SIZE;
+    // Our drain thread exits as soon as in-flight work is done; this is only the backstop.
+    conf.grace_period_seconds = Some(snapshot.drain_timeout.as_secs() + 1);
+    conf.graceful_shutdown_timeout_seconds = Some(1);
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let conf = server.configuration.clone();
+    let mut listen_addrs = Vec::new();
+    for l in &snapshot.listeners {
+        let name: Arc<str> = l.name.as_str().into();
+        let mut http = pingora::proxy::http_proxy(&conf, MeshHttp { listener: name.clone(), shared: shared.clone() });
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        http.server_options = Some(options);
+        let app = MeshListener { name: name.clone(), shared: shared.clone(), http: Arc::new(http) };
+        let mut service = Service::new(format!("listener {name}"), app);
+        service.add_tcp(&l.address.to_string());
+        server.add_service(service);
+        listen_addrs.push(l.address);
+    }
+
+    let state = AdminState { shared: shared.clone(), source: source.clone() };
+    let control_shared = shared.clone();
+    let stop = control_stop.clone();
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("control").enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the control runtime");
+                    std::process::exit(1);
+                }
+            };
+            rt.block_on(async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                tasks.spawn(admin::serve(admin_listener, admin::admin_router(state.clone()), stop.clone()));
+                for l in metrics_listeners {
+                    tasks.spawn(admin::serve(l, admin::metrics_router(state.clone()), stop.clone()));
+                }
+                tasks.spawn(admin::serve(health_listener, admin::health_router(state.clone()), stop.clone()));
+                tasks.spawn(control::watch(control_shared.clone(), state.source.clone(), stop.clone()));
+                tasks.spawn(mark_ready_when_listening(control_shared, listen_addrs));
+                while tasks.join_next().await.is_some() {}
+            });
+        })
+        .context("spawning the control thread")
+        .map_err(|e| StartupError(vec![e.to_string()]))?;
+
+    tracing::info!(
+        source = %source.describe(),
+        listeners = snapshot.listeners.len(),
+        clusters = snapshot.clusters.len(),
+        "oxidecar starting"
+    );
+    server.run(RunArgs { shutdown_signal: Box::new(DrainOnSignal { shared, control_stop }) });
+    std::process::exit(0);
+}
+
+/// Ready once every listener socket is in LISTEN state. Read from /proc so the probe itself is
+/// not a connection that the listeners would proxy and count.
+async fn mark_ready_when_listening(shared: Arc<Shared>, addrs: Vec<SocketAddr>) {
+    for addr in addrs {
+        while !is_listening(addr.port()) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    shared.drain.set_ready();
+    tracing::info!("listeners up; ready");
+}
+
+/// Whether some socket listens on `port` (start-up checked the port was free, so it is ours).
+fn is_listening(port: u16) -> bool {
+    const TCP_LISTEN: &str = "0A";
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table).is_ok_and(|text| {
+            text.lines().skip(1).any(|line| {
+                let mut cols = line.split_whitespace().skip(1);
+                let local_port = cols.next().and_then(|l| l.rsplit_once(':')).and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+                let state = cols.nth(1);
+                local_port == Some(port) && state == Some(TCP_LISTEN)
+            })
+        })
+    })
+}

@@ -1,0 +1,65 @@
+//! State shared by every listener and the control plane: the current tables, metrics and the
+//! drain/readiness switches.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::metrics::Metrics;
+use crate::tables::Tables;
+
+/// Readiness and in-flight work, for `/ready` and the SIGTERM drain.
+#[derive(Debug, Default)]
+pub struct Drain {
+    ready: AtomicBool,
+    draining: AtomicBool,
+    in_flight: AtomicI64,
+}
+
+impl Drain {
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+    /// Ready means: listeners accept and no drain has started.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst) && !self.draining.load(Ordering::SeqCst)
+    }
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts one request or TCP connection as in flight until dropped.
+pub struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    pub fn new(shared: &Arc<Shared>) -> Self {
+        shared.drain.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(shared.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.drain.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+pub struct Shared {
+    pub tables: ArcSwap<Tables>,
+    pub metrics: Metrics,
+    pub drain: Drain,
+}
+
+impl Shared {
+    pub fn new(tables: Tables, metrics: Metrics) -> Arc<Self> {
+        Arc::new(Self { tables: ArcSwap::from_pointee(tables), metrics, drain: Drain::default() })
+    }
+}

@@ -1,0 +1,205 @@
+//! Lookup tables built once per config snapshot: filter chains per listener, compiled route
+//! tables, and cluster state (load balancer, endpoints, limits). Endpoint counters survive a reload
+//! when the cluster and address stay the same, so `/clusters` does not reset on every edit.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use oxidecar_filters::ClusterId;
+use oxidecar_filters::lb::LoadBalancer;
+use oxidecar_filters::route::{Destination, RouteTable};
+use oxidecar_filters::weighted::WeightedChoice;
+use oxidecar_xds::model::{self, ClusterKind, Protocol, Snapshot, TrafficDirection, UpstreamProtocol};
+
+/// Counters of one endpoint, shown by `/clusters`.
+#[derive(Debug, Default)]
+pub struct EndpointStats {
+    pub rq_active: AtomicU64,
+    pub rq_total: AtomicU64,
+    pub rq_error: AtomicU64,
+    pub cx_connect_fail: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct EndpointState {
+    pub address: SocketAddr,
+    pub weight: u32,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub stats: Arc<EndpointStats>,
+}
+
+/// Per-cluster counters that gate admission (circuit breakers).
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    pub rq_active: AtomicU64,
+    pub rq_retry_active: AtomicU64,
+    pub upstream_rq_pending_overflow: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct ClusterState {
+    pub name: Arc<str>,
+    /// Full service name (`destination_service`).
+    pub service: Arc<str>,
+    /// Short service name (`destination_service_name`): the first label of `service`.
+    pub service_name: Arc<str>,
+    pub kind: ClusterKind,
+    pub connect_timeout: Duration,
+    pub protocol: UpstreamProtocol,
+    pub circuit_breakers: model::CircuitBreakers,
+    pub lb: LoadBalancer,
+    pub endpoints: Vec<EndpointState>,
+    pub stats: Arc<ClusterStats>,
+}
+
+impl ClusterState {
+    /// Picks an endpoint not in `tried`; `None` when every endpoint was tried.
+    pub fn pick(&self, tried: &[usize]) -> Option<usize> {
+        self.lb.pick(|i| !tried.contains(&i), |i| self.endpoints[i].stats.rq_active.load(Ordering::Relaxed))
+    }
+}
+
+/// What a matched filter chain does with the connection.
+#[derive(Debug)]
+pub enum ChainAction {
+    Http { routes: Arc<RouteTable> },
+    Tcp { destination: Destination },
+}
+
+#[derive(Debug)]
+pub struct ChainEntry {
+    pub name: Arc<str>,
+    pub destination_port: Option<u16>,
+    pub protocol: Protocol,
+    pub action: ChainAction,
+}
+
+#[derive(Debug)]
+pub struct ListenerTable {
+    pub direction: TrafficDirection,
+    pub sniff_timeout: Duration,
+    pub chains: Vec<ChainEntry>,
+}
+
+impl ListenerTable {
+    /// Chains that may take a connection to `port`, in config order.
+    pub fn candidates(&self, port: u16) -> impl Iterator<Item = &ChainEntry> {
+        self.chains.iter().filter(move |c| c.destination_port.is_none_or(|p| p == port))
+    }
+}
+
+/// Everything the data plane reads for one snapshot.
+#[derive(Debug)]
+pub struct Tables {
+    pub snapshot: Arc<Snapshot>,
+    pub listeners: HashMap<String, ListenerTable>,
+    pub clusters: Vec<Arc<ClusterState>>,
+}
+
+/// Why a validated snapshot still could not become tables.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(String);
+
+impl Tables {
+    /// Builds tables for `snapshot`, reusing endpoint counters from `previous`.
+    pub fn build(snapshot: Arc<Snapshot>, previous: Option<&Tables>) -> Result<Tables, BuildError> {
+        let ids: HashMap<&str, ClusterId> =
+            snapshot.clusters.iter().enumerate().map(|(i, c)| (c.name.as_str(), ClusterId(i))).collect();
+        let resolve = |name: &str| ids.get(name).copied();
+        let mut clusters = Vec::with_capacity(snapshot.clusters.len());
+        for c in &snapshot.clusters {
+            let old = previous.and_then(|p| p.cluster_by_name(&c.name));
+            let endpoints = c
+                .endpoints
+                .iter()
+                .map(|e| EndpointState {
+                    address: e.address,
+                    weight: e.weight,
+                    labels: e.labels.clone(),
+                    stats: old
+                        .and_then(|o| o.endpoints.iter().find(|oe| oe.address == e.address))
+                        .map(|oe| oe.stats.clone())
+                        .unwrap_or_default(),
+                })
+                .collect::<Vec<_>>();
+            let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
+            let service = c.service_name();
+            clusters.push(Arc::new(ClusterState {
+
+                name: c.name.as_str().into(),
+                service: service.into(),
+                service_name: service.split('.').next().unwrap_or(service).into(),
+                kind: c.kind,
+                connect_timeout: c.connect_timeout,
+                protocol: c.protocol,
+                circuit_breakers: c.circuit_breakers.clone(),
+                lb: LoadBalancer::new(c.lb_policy, &weights),
+                endpoints,
+                stats: old.map(|o| o.stats.clone()).unwrap_or_default(),
+            }));
+        }
+        let mut routes = HashMap::new();
+        for rc in &snapshot.route_configs {
+            let table = RouteTable::new(rc, resolve).map_err(|e| BuildError(e.to_string()))?;
+            routes.insert(rc.name.clone(), Arc::new(table));
+        }
+        let mut listeners = HashMap::new();
+        for l in &snapshot.listeners {
+            let mut chains = Vec::new();
+            for (j, fc) in l.filter_chains.iter().enumerate() {
+                let name: Arc<str> = fc.name.clone().unwrap_or_else(|| format!("{}#{j}", l.name)).into();
+                let action = match (&fc.http, &fc.tcp) {
+                    (Some(http), _) => ChainAction::Http {
+                        routes: routes.get(&http.route_config).cloned().ok_or_else(|| {
+                            BuildError(format!("listener {}: unknown route config {:?}", l.name, http.route_config))
+                        })?,
+                    },
+                    (None, Some(tcp)) => ChainAction::Tcp { destination: tcp_destination(tcp, &resolve, &l.name)? },
+                    (None, None) => return Err(BuildError(format!("listener {}: chain {name} has no filter", l.name))),
+                };
+                chains.push(ChainEntry {
+                    name,
+                    destination_port: fc.filter_chain_match.destination_port,
+                    protocol: fc.protocol(),
+                    action,
+                });
+            }
+            listeners.insert(
+                l.name.clone(),
+                ListenerTable { direction: l.direction, sniff_timeout: l.protocol_sniff_timeout, chains },
+            );
+        }
+        Ok(Tables { snapshot, listeners, clusters })
+    }
+
+    pub fn cluster_by_name(&self, name: &str) -> Option<&Arc<ClusterState>> {
+        self.clusters.iter().find(|c| &*c.name == name)
+    }
+
+    pub fn cluster(&self, id: ClusterId) -> &Arc<ClusterState> {
+        &self.clusters[id.0]
+    }
+}
+
+fn tcp_destination(
+    tcp: &model::TcpProxy,
+    resolve: &impl Fn(&str) -> Option<ClusterId>,
+    listener: &str,
+) -> Result<Destination, BuildError> {
+    let unknown = |n: &str| BuildError(format!("listener {listener}: unknown cluster {n:?}"));
+    if let Some(name) = &tcp.cluster {
+        return Ok(Destination::Cluster(resolve(name).ok_or_else(|| unknown(name))?));
+    }
+    let items = tcp
+        .weighted_clusters
+        .iter()
+        .map(|w| Ok((resolve(&w.name).ok_or_else(|| unknown(&w.name))?, w.weight)))
+        .collect::<Result<Vec<_>, BuildError>>()?;
+    WeightedChoice::new(items)
+        .map(Destination::Weighted)
+        .ok_or_else(|| BuildError(format!("listener {listener}: tcp weights add up to 0")))
+}

@@ -1,0 +1,84 @@
+//! The TCP proxy of a filter chain: pick a cluster and endpoint, connect (trying other endpoints
+//! on failure), then copy bytes both ways and record Istio's TCP metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use oxidecar_xds::model::{ClusterKind, TrafficDirection};
+use pingora::protocols::Stream;
+use tokio::net::TcpStream;
+
+use crate::shared::{InFlight, Shared};
+use crate::tables::{ChainAction, ChainEntry, ClusterState, Tables};
+
+/// Endpoints tried before a TCP connection is given up (Envoy's `max_connect_attempts` is 1; we
+/// try a few distinct endpoints because nothing has been sent yet).
+const MAX_CONNECT_ATTEMPTS: usize = 3;
+
+async fn connect(cluster: &ClusterState, original: Option<SocketAddr>) -> Option<(TcpStream, SocketAddr)> {
+    if cluster.kind == ClusterKind::OriginalDst {
+        let addr = original?;
+        return match tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => Some((s, addr)),
+            _ => None,
+        };
+    }
+    let mut tried = Vec::new();
+    while tried.len() < MAX_CONNECT_ATTEMPTS {
+        let i = cluster.pick(&tried)?;
+        tried.push(i);
+        let ep = &cluster.endpoints[i];
+        ep.stats.rq_total.fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(ep.address)).await {
+            Ok(Ok(s)) => return Some((s, ep.address)),
+            Ok(Err(e)) => tracing::debug!(cluster = %cluster.name, endpoint = %ep.address, error = %e, "tcp connect failed"),
+            Err(_) => tracing::debug!(cluster = %cluster.name, endpoint = %ep.address, "tcp connect timed out"),
+        }
+        ep.stats.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
+    }
+    None
+}
+
+/// Proxies one accepted connection to the chain's cluster until either side closes.
+pub async fn proxy(
+    shared: &Arc<Shared>,
+    listener: &str,
+    direction: TrafficDirection,
+    chain: &ChainEntry,
+    tables: &Arc<Tables>,
+    mut downstream: Stream,
+    original: Option<SocketAddr>,
+) {
+    let _in_flight = InFlight::new(shared);
+    let ChainAction::Tcp { destination } = &chain.action else { return };
+    let cluster = tables.cluster(destination.pick());
+    let node = &tables.snapshot.node;
+    let me = (node.workload.as_deref().unwrap_or("unknown"), node.namespace.as_deref().unwrap_or("unknown"));
+    let (src, dst) = match direction {
+        TrafficDirection::Outbound => (me, ("unknown", "unknown")),
+        TrafficDirection::Inbound => (("unknown", "unknown"), me),
+    };
+    let upstream = connect(cluster, original).await;
+    let flags = if upstream.is_some() { "-" } else { "UF" };
+    let labels = [direction.reporter(), src.0, src.1, dst.0, dst.1, &cluster.service, &cluster.service_name, "tcp", flags];
+    let m = &shared.metrics;
+    m.tcp_opened.with_label_values(&labels).inc();
+    let Some((mut upstream, addr)) = upstream else {
+        tracing::info!(listener, cluster = %cluster.name, "no upstream connection for TCP; closing (UF)");
+        m.tcp_closed.with_label_values(&labels).inc();
+        return;
+    };
+    let _ = upstream.set_nodelay(true);
+    tracing::debug!(listener, chain = %chain.name, cluster = %cluster.name, upstream = %addr, "tcp proxying");
+    let (received, sent) = match tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
+        Ok(counts) => counts,
+        Err(e) => {
+            tracing::debug!(listener, error = %e, "tcp connection ended with an error");
+            (0, 0)
+        }
+    };
+    m.tcp_received_bytes.with_label_values(&labels).inc_by(received);
+    m.tcp_sent_bytes.with_label_values(&labels).inc_by(sent);
+    m.tcp_closed.with_label_values(&labels).inc();
+}

@@ -1,0 +1,241 @@
+//! Starting the binary, free ports, polling with deadlines, and HTTP clients.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// A port that was free a moment ago (bound to port 0, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// The `oxidecar` binary cargo built next to this test (`target/<profile>/oxidecar`).
+pub fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("OXIDECAR_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test exe path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("oxidecar");
+    assert!(bin.exists(), "{} is missing: run the tests with `cargo test --workspace` so the binary is built", bin.display());
+    bin
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Ports of one running proxy's operator endpoints.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminPorts {
+    pub admin: u16,
+    pub metrics: u16,
+    pub merged_metrics: u16,
+    pub health: u16,
+}
+
+impl AdminPorts {
+    pub fn new() -> Self {
+        Self { admin: free_port(), metrics: free_port(), merged_metrics: free_port(), health: free_port() }
+    }
+
+    /// The `admin:` section of a config file using these ports.
+    pub fn yaml(&self) -> String {
+        format!(
+            "admin:\n  address: 127.0.0.1:{}\n  metrics_addresses: [127.0.0.1:{}, 127.0.0.1:{}]\n  health_address: 127.0.0.1:{}\n",
+            self.admin, self.metrics, self.merged_metrics, self.health
+        )
+    }
+}
+
+impl Default for AdminPorts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A running `oxidecar run`, killed on drop.
+pub struct Proxy {
+    pub child: Child,
+    pub ports: AdminPorts,
+    pub config: PathBuf,
+    _dir: TempDir,
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("oxidecar-{tag}-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Proxy {
+    /// Writes `ports.yaml() + body` to a config file and starts the proxy on it, waiting for `/ready`.
+    pub async fn start(ports: AdminPorts, body: &str) -> Proxy {
+        Self::start_with_args(ports, body, &[]).await
+    }
+
+    pub async fn start_with_args(ports: AdminPorts, body: &str, args: &[&str]) -> Proxy {
+        let dir = TempDir::new("proxy");
+        let config = dir.0.join("mesh.yaml");
+        std::fs::write(&config, format!("{}{body}", ports.yaml())).expect("write config");
+        let child = Command::new(binary())
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .arg("--concurrency")
+            .arg("2")
+            .args(args)
+            .env("RUST_LOG", std::env::var("OXIDECAR_TEST_LOG").unwrap_or_else(|_| "info,pingora=warn".into()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn oxidecar");
+        let mut proxy = Proxy { child, ports, config, _dir: dir };
+        let url = format!("http://127.0.0.1:{}/ready", ports.admin);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut ready = None;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = proxy.child.try_wait() {
+                panic!("oxidecar exited during start-up with {status}");
+            }
+            if matches!(http_get(&url).await, Ok((200, _))) {
+                ready = Some(());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(ready.is_some(), "oxidecar did not become ready");
+        proxy
+    }
+
+    /// Replaces the config file body (admin section kept).
+    pub fn rewrite_config(&self, body: &str) {
+        let tmp = self.config.with_extension("tmp");
+        std::fs::write(&tmp, format!("{}{body}", self.ports.yaml())).expect("write config");
+        std::fs::rename(&tmp, &self.config).expect("replace config");
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().expect("kill");
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    pub async fn metrics(&self) -> String {
+        http_get(&format!("http://127.0.0.1:{}/stats/prometheus", self.ports.metrics)).await.expect("metrics").1
+    }
+
+    pub async fn admin(&self, path: &str) -> (u16, String) {
+        http_get(&format!("http://127.0.0.1:{}{path}", self.ports.admin)).await.expect("admin endpoint")
+    }
+
+    /// Waits for the process to exit and returns its status code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let child = &mut self.child;
+        eventually(timeout, || {
+            let r = child.try_wait().ok().flatten().map(|s| s.code().unwrap_or(-1));
+            async move { r }
+        })
+        .await
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sum of a metric family's samples whose label set contains every `name="value"` in `labels`.
+pub fn metric_sum(text: &str, family: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// A pooled HTTP/1.1 keep-alive client.
+pub fn http1_client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// A prior-knowledge HTTP/2 cleartext (h2c) client.
+pub fn h2c_client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).http2_only(true).build_http()
+}
+
+/// A response as the test sees it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+    pub version: http::Version,
+}
+
+/// Sends one request through `client`.
+pub async fn send(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> anyhow::Result<Reply> {
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from(body.to_owned())))?;
+    let resp = client.request(req).await?;
+    let status = resp.status().as_u16();
+    let version = resp.version();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok(Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned(), version })
+}
+
+/// GET over a fresh HTTP/1.1 connection: (status, body).
+pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
+    let r = send(&http1_client(), "GET", url, &[], "").await?;
+    Ok((r.status, r.body))
+}
+
+/// A loopback address on `port`.
+pub fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}

@@ -1,0 +1,133 @@
+//! Real upstream servers on loopback: an HTTP server speaking HTTP/1.1 and h2c that reports what it
+//! received, and a TCP echo server.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A running HTTP upstream; its task ends with the test runtime.
+pub struct HttpUpstream {
+    pub addr: SocketAddr,
+    pub name: String,
+    pub requests: Arc<AtomicU64>,
+}
+
+impl HttpUpstream {
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+    pub fn count(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// Answers every request with JSON describing it: `{"server", "method", "path", "version",
+/// "headers", "body"}`. `/slow/<ms>` waits first; `/status/<code>` answers with that status.
+pub async fn http_upstream(name: &str) -> HttpUpstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let addr = listener.local_addr().expect("addr");
+    let requests = Arc::new(AtomicU64::new(0));
+    let (server_name, counter) = (name.to_string(), requests.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let (name, counter) = (server_name.clone(), counter.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let (name, counter) = (name.clone(), counter.clone());
+                    async move { Ok::<_, Infallible>(answer(&name, &counter, req).await) }
+                });
+                let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    HttpUpstream { addr, name: name.to_string(), requests }
+}
+
+async fn answer(name: &str, counter: &AtomicU64, req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
+    counter.fetch_add(1, Ordering::SeqCst);
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let path = parts.uri.path().to_string();
+    if let Some(ms) = path.strip_prefix("/slow/").and_then(|m| m.parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let status = path.strip_prefix("/status/").and_then(|c| c.parse::<u16>().ok()).unwrap_or(200);
+    let headers: serde_json::Map<String, serde_json::Value> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_str().unwrap_or("").to_string())))
+        .collect();
+    let json = serde_json::json!({
+        "server": name,
+        "method": parts.method.as_str(),
+        "path": parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        "version": format!("{:?}", parts.version),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("x-upstream", name)
+        .body(Full::new(Bytes::from(json.to_string())))
+        .expect("response")
+}
+
+/// A TCP server that echoes every byte back; returns its address.
+pub async fn tcp_echo() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if stream.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A server-first TCP server (like SMTP or MySQL): greets before the client speaks, then echoes.
+pub async fn tcp_greeter(greeting: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind greeter");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                if stream.write_all(greeting).await.is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 || stream.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
