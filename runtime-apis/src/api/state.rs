@@ -1,0 +1,91 @@
+//! State operations.
+
+use oxidecar_components::state::{DeleteRequest, SetRequest, StateItem, StateStore, TransactionOp};
+
+use super::{Api, check_key, find};
+use crate::error::ApiError;
+use std::sync::Arc;
+
+/// One result of a bulk read.
+#[derive(Debug, Clone)]
+pub struct BulkItem {
+    pub key: String,
+    pub item: Option<StateItem>,
+    pub error: String,
+}
+
+impl Api {
+    fn state_store(&self, name: &str) -> Result<&Arc<dyn StateStore>, ApiError> {
+        find(&self.stores.state, name, "state store", "ERR_STATE_STORE_NOT_FOUND")
+    }
+
+    /// Reads one key.
+    pub async fn get_state(&self, store: &str, key: &str) -> Result<Option<StateItem>, ApiError> {
+        let s = self.state_store(store)?;
+        check_key(store, key)?;
+        s.get(key)
+            .await
+            .map_err(|e| ApiError::component(e, "ERR_STATE_GET", format_args!("state store {store:?}: get key {key:?}")))
+    }
+
+    /// Reads several keys; per-key failures are reported in the items.
+    pub async fn get_bulk_state(&self, store: &str, keys: Vec<String>) -> Result<Vec<BulkItem>, ApiError> {
+        let s = self.state_store(store)?;
+        for k in &keys {
+            check_key(store, k)?;
+        }
+        let results = s.bulk_get(&keys).await;
+        Ok(keys
+            .into_iter()
+            .zip(results)
+            .map(|(key, r)| match r {
+                Ok(item) => BulkItem { key, item, error: String::new() },
+                Err(e) => BulkItem { key, item: None, error: e.to_string() },
+            })
+            .collect())
+    }
+
+    /// Writes items in order; the first failure stops and is returned.
+    pub async fn save_state(&self, store: &str, items: Vec<SetRequest>) -> Result<(), ApiError> {
+        let s = self.state_store(store)?;
+        for item in &items {
+            check_key(store, &item.key)?;
+        }
+        for item in items {
+            let key = item.key.clone();
+            s.set(item)
+                .await
+                .map_err(|e| ApiError::component(e, "ERR_STATE_SAVE", format_args!("state store {store:?}: save key {key:?}")))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes keys in order; the first failure stops and is returned.
+    pub async fn delete_state(&self, store: &str, items: Vec<DeleteRequest>) -> Result<(), ApiError> {
+        let s = self.state_store(store)?;
+        for item in &items {
+            check_key(store, &item.key)?;
+        }
+        for item in items {
+            let key = item.key.clone();
+            s.delete(item)
+                .await
+                .map_err(|e| ApiError::component(e, "ERR_STATE_DELETE", format_args!("state store {store:?}: delete key {key:?}")))?;
+        }
+        Ok(())
+    }
+
+    /// Applies a transaction atomically.
+    pub async fn transact_state(&self, store: &str, ops: Vec<TransactionOp>) -> Result<(), ApiError> {
+        let s = self.state_store(store)?;
+        if ops.is_empty() {
+            return Err(ApiError::malformed(format!("state store {store:?}: transaction has no operations")));
+        }
+        for op in &ops {
+            check_key(store, op.key())?;
+        }
+        s.transact(ops)
+            .await
+            .map_err(|e| ApiError::component(e, "ERR_STATE_TRANSACTION", format_args!("state store {store:?}: transaction")))
+    }
+}

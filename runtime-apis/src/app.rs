@@ -1,0 +1,336 @@
+//! The channel from the sidecar to its local app: service invocation, subscription discovery, topic
+//! and binding event delivery, over HTTP or the gRPC `AppCallback` service.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use dapr::dapr::proto::common::v1 as common;
+use dapr::dapr::proto::runtime::v1 as pb;
+use dapr::dapr::proto::runtime::v1::app_callback_client::AppCallbackClient;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use oxidecar_components::subscription::{Match, Routes, Rule, Subscription};
+use serde::Deserialize;
+use tonic::transport::Channel;
+
+use crate::config::AppProtocol;
+use crate::invoke::{InvokeError, InvokeRequest, InvokeResponse};
+
+/// What the app said about a delivered event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Success,
+    Retry,
+    Drop,
+}
+
+/// A connection to the local app (lazily connected; reconnects on its own).
+pub struct AppChannel {
+    port: u16,
+    protocol: AppProtocol,
+    http: Client<HttpConnector, Full<Bytes>>,
+    grpc: AppCallbackClient<Channel>,
+}
+
+impl AppChannel {
+    /// A channel to `127.0.0.1:port`.
+    pub fn new(port: u16, protocol: AppProtocol) -> Self {
+        let uri = http::Uri::from_maybe_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap_or_else(|_| http::Uri::from_static("http://127.0.0.1"));
+        let channel = Channel::builder(uri).connect_lazy();
+        Self {
+            port,
+            protocol,
+            http: Client::builder(TokioExecutor::new()).build_http(),
+            grpc: AppCallbackClient::new(channel),
+        }
+    }
+
+    /// The app port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The app protocol.
+    pub fn protocol(&self) -> AppProtocol {
+        self.protocol
+    }
+
+    /// Whether the app accepts TCP connections yet.
+    pub async fn is_listening(&self) -> bool {
+        tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok()
+    }
+
+    async fn http_call(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), String> {
+        let uri = format!("http://127.0.0.1:{}/{}", self.port, path_and_query.trim_start_matches('/'));
+        let mut builder = http::Request::builder().method(method).uri(uri);
+        if let Some(h) = builder.headers_mut() {
+            *h = headers;
+            h.remove(header::HOST);
+            h.remove(header::CONTENT_LENGTH);
+            h.remove(header::TRANSFER_ENCODING);
+            h.remove(header::CONNECTION);
+        }
+        let req = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
+        let resp = self.http.request(req).await.map_err(|e| format!("{e}"))?;
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok((parts.status, parts.headers, bytes))
+    }
+
+    /// Service invocation on the local app.
+    pub async fn invoke(&self, req: InvokeRequest) -> Result<InvokeResponse, InvokeError> {
+        let failed = |reason: String| InvokeError::Failed { app_id: req.app_id.clone(), method: req.method.clone(), reason };
+        match self.protocol {
+            AppProtocol::Http => {
+                let pq = if req.query.is_empty() { req.method.clone() } else { format!("{}?{}", req.method, req.query) };
+                let mut headers = req.headers.clone();
+                if !req.content_type.is_empty() {
+                    if let Ok(v) = HeaderValue::from_str(&req.content_type) {
+                        headers.insert(header::CONTENT_TYPE, v);
+                    }
+                }
+                let (status, headers, body) =
+                    self.http_call(req.http_verb.clone(), &pq, headers, req.body.clone()).await.map_err(failed)?;
+                let content_type =
+                    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                Ok(InvokeResponse { status, headers, body, content_type })
+            }
+            AppProtocol::Grpc => {
+                let verb = verb_number(&req.http_verb);
+                let msg = common::InvokeRequest {
+                    method: req.method.clone(),
+                    data: Some(prost_types::Any { type_url: String::new(), value: req.body.to_vec() }),
+                    content_type: req.content_type.clone(),
+                    http_extension: Some(common::HttpExtension { verb, querystring: req.query.clone() }),
+                };
+                let resp = self.grpc.clone().on_invoke(msg).await.map_err(|s| failed(format!("{}: {}", s.code(), s.message())))?;
+                let resp = resp.into_inner();
+                Ok(InvokeResponse {
+                    status: StatusCode::OK,
+                    headers: HeaderMap::new(),
+                    body: resp.data.map(|a| Bytes::from(a.value)).unwrap_or_default(),
+                    content_type: resp.content_type,
+                })
+            }
+        }
+    }
+
+    /// The app's programmatic subscriptions (`ListTopicSubscriptions` or `GET /dapr/subscribe`).
+    pub async fn subscriptions(&self) -> Result<Vec<Subscription>, String> {
+        match self.protocol {
+            AppProtocol::Grpc => {
+                let resp = self
+                    .grpc
+                    .clone()
+                    .list_topic_subscriptions(())
+                    .await
+                    .map_err(|s| format!("ListTopicSubscriptions: {}: {}", s.code(), s.message()))?;
+                let mut out = Vec::new();
+                for s in resp.into_inner().subscriptions {
+                    let routes = s.routes.unwrap_or_default();
+                    out.push(subscription(
+                        s.pubsub_name,
+                        s.topic,
+                        routes.rules.into_iter().map(|r| (r.r#match, r.path)).collect(),
+                        routes.default,
+                        s.dead_letter_topic,
+                        s.metadata,
+                    )?);
+                }
+                Ok(out)
+            }
+            AppProtocol::Http => {
+                let (status, _, body) = self.http_call(Method::GET, "dapr/subscribe", HeaderMap::new(), Bytes::new()).await?;
+                if status == StatusCode::NOT_FOUND {
+                    return Ok(Vec::new());
+                }
+                if !status.is_success() {
+                    return Err(format!("GET /dapr/subscribe answered {status}"));
+                }
+                let list: Vec<HttpSubscription> =
+                    serde_json::from_slice(&body).map_err(|e| format!("GET /dapr/subscribe: bad JSON: {e}"))?;
+                list.into_iter()
+                    .map(|s| {
+                        let routes = s.routes.unwrap_or_default();
+                        let default = if routes.default.is_empty() { s.route } else { routes.default };
+                        subscription(
+                            s.pubsubname,
+                            s.topic,
+                            routes.rules.into_iter().map(|r| (r.matcher, r.path)).collect(),
+                            default,
+                            s.dead_letter_topic,
+                            s.metadata,
+                        )
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Delivers one topic event to `path` on the app.
+    pub async fn deliver_event(&self, event: &serde_json::Value, raw: &Bytes, path: &str) -> Verdict {
+        match self.protocol {
+            AppProtocol::Grpc => {
+                let s = |k: &str| event.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                let data = match (event.get("data_base64"), event.get("data")) {
+                    (Some(serde_json::Value::String(b64)), _) => crate::cloudevent::base64_decode(b64).unwrap_or_default(),
+                    (_, Some(serde_json::Value::String(text))) => text.clone().into_bytes(),
+                    (_, Some(v)) => v.to_string().into_bytes(),
+                    (_, None) if event.is_null() => raw.to_vec(),
+                    _ => Vec::new(),
+                };
+                let req = pb::TopicEventRequest {
+                    id: s("id"),
+                    source: s("source"),
+                    r#type: s("type"),
+                    spec_version: s("specversion"),
+                    data_content_type: s("datacontenttype"),
+                    data,
+                    topic: s("topic"),
+                    pubsub_name: s("pubsubname"),
+                    path: path.to_string(),
+                    extensions: None,
+                };
+                match self.grpc.clone().on_topic_event(req).await {
+                    Ok(r) => match r.into_inner().status {
+                        1 => Verdict::Retry,
+                        2 => Verdict::Drop,
+                        _ => Verdict::Success,
+                    },
+                    Err(_) => Verdict::Retry,
+                }
+            }
+            AppProtocol::Http => {
+                let mut headers = HeaderMap::new();
+                let ct = if event.is_null() { "application/octet-stream" } else { "application/cloudevents+json" };
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+                let body = if event.is_null() { raw.clone() } else { Bytes::from(event.to_string()) };
+                match self.http_call(Method::POST, path, headers, body).await {
+                    Ok((status, _, body)) if status.is_success() => http_verdict(&body),
+                    Ok((StatusCode::NOT_FOUND, _, _)) => Verdict::Drop,
+                    _ => Verdict::Retry,
+                }
+            }
+        }
+    }
+
+    /// POSTs a JSON document to the app (HTTP apps only).
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Result<StatusCode, String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let (status, _, _) = self.http_call(Method::POST, path, headers, Bytes::from(body.to_string())).await?;
+        Ok(status)
+    }
+
+    /// Delivers one input binding event; `Err` when the app did not accept it.
+    pub async fn deliver_binding(&self, name: &str, data: Bytes, metadata: HashMap<String, String>) -> Result<(), String> {
+        match self.protocol {
+            AppProtocol::Grpc => {
+                let req = pb::BindingEventRequest { name: name.to_string(), data: data.to_vec(), metadata };
+                self.grpc.clone().on_binding_event(req).await.map(|_| ()).map_err(|s| s.message().to_string())
+            }
+            AppProtocol::Http => {
+                let mut headers = HeaderMap::new();
+                for (k, v) in metadata {
+                    if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+                        headers.insert(k, v);
+                    }
+                }
+                match self.http_call(Method::POST, name, headers, data).await? {
+                    (s, _, _) if s.is_success() => Ok(()),
+                    (s, _, _) => Err(format!("POST /{name} answered {s}")),
+                }
+            }
+        }
+    }
+}
+
+fn http_verdict(body: &Bytes) -> Verdict {
+    #[derive(Deserialize)]
+    struct Status {
+        #[serde(default)]
+        status: String,
+    }
+    match serde_json::from_slice::<Status>(body).map(|s| s.status.to_ascii_uppercase()) {
+        Ok(s) if s == "RETRY" => Verdict::Retry,
+        Ok(s) if s == "DROP" => Verdict::Drop,
+        _ => Verdict::Success,
+    }
+}
+
+fn verb_number(m: &Method) -> i32 {
+    use common::http_extension::Verb;
+    (match *m {
+        Method::GET => Verb::Get,
+        Method::HEAD => Verb::Head,
+        Method::POST => Verb::Post,
+        Method::PUT => Verb::Put,
+        Method::DELETE => Verb::Delete,
+        Method::CONNECT => Verb::Connect,
+        Method::OPTIONS => Verb::Options,
+        Method::TRACE => Verb::Trace,
+        Method::PATCH => Verb::Patch,
+        _ => Verb::None,
+    }) as i32
+}
+
+fn subscription(
+    pubsub_name: String,
+    topic: String,
+    rules: Vec<(String, String)>,
+    default: String,
+    dead_letter_topic: String,
+    metadata: HashMap<String, String>,
+) -> Result<Subscription, String> {
+    let mut parsed = Vec::with_capacity(rules.len());
+    for (i, (expr, path)) in rules.into_iter().enumerate() {
+        let matcher = Match::parse(&expr).map_err(|m| format!("subscription {pubsub_name}/{topic}: rules[{i}]: {m}"))?;
+        parsed.push(Rule { matcher, path });
+    }
+    Ok(Subscription {
+        pubsub_name,
+        topic,
+        routes: Routes { rules: parsed, default },
+        dead_letter_topic: (!dead_letter_topic.is_empty()).then_some(dead_letter_topic),
+        metadata,
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct HttpRule {
+    #[serde(rename = "match", default)]
+    matcher: String,
+    path: String,
+}
+
+#[derive(Deserialize, Default)]
+struct HttpRoutes {
+    #[serde(default)]
+    rules: Vec<HttpRule>,
+    #[serde(default)]
+    default: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HttpSubscription {
+    pubsubname: String,
+    topic: String,
+    #[serde(default)]
+    route: String,
+    #[serde(default)]
+    routes: Option<HttpRoutes>,
+    #[serde(default)]
+    dead_letter_topic: String,
+    #[serde(default)]
+    metadata: HashMap<String, String>,
+}

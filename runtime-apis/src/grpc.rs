@@ -1,0 +1,91 @@
+//! The gRPC API server (`dapr.proto.runtime.v1.Dapr`).
+
+mod blocks;
+mod meta;
+mod pubsub;
+mod service;
+mod state;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use dapr::dapr::proto::runtime::v1::dapr_server::DaprServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request, Response, Status};
+
+use crate::api::Api;
+
+/// A boxed server stream.
+pub type BoxStream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The gRPC face of the runtime.
+#[derive(Clone)]
+pub struct GrpcApi {
+    api: Arc<Api>,
+}
+
+/// The answer for RPCs oxidecar does not serve; names the RPC.
+pub fn unimplemented(rpc: &str) -> Status {
+    Status::unimplemented(format!("dapr.proto.runtime.v1.Dapr/{rpc} is not implemented by oxidecar"))
+}
+
+/// A static label for a gRPC code (metrics labels must not be formatted per request).
+fn code_label(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::NotFound => "NOT_FOUND",
+        Code::Aborted => "ABORTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+        Code::Internal => "INTERNAL",
+        _ => "OTHER",
+    }
+}
+
+impl GrpcApi {
+    async fn observe<T>(
+        &self,
+        block: &'static str,
+        method: &'static str,
+        call: impl Future<Output = Result<Response<T>, Status>>,
+    ) -> Result<Response<T>, Status> {
+        let start = Instant::now();
+        let result = call.await;
+        let code = match &result {
+            Ok(_) => "OK",
+            Err(s) => code_label(s.code()),
+        };
+        self.api.metrics.observe("grpc", block, method, code, start.elapsed());
+        result
+    }
+}
+
+/// Checks `dapr-api-token` when a token is configured.
+fn token_check(token: Option<String>) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |req: Request<()>| {
+        let Some(want) = &token else {
+            return Ok(req);
+        };
+        match req.metadata().get("dapr-api-token").map(|v| v.as_bytes()) {
+            Some(got) if got == want.as_bytes() => Ok(req),
+            Some(_) => Err(Status::unauthenticated("authentication error: dapr-api-token does not match DAPR_API_TOKEN")),
+            None => Err(Status::unauthenticated("authentication error: dapr-api-token metadata is missing")),
+        }
+    }
+}
+
+/// Serves the gRPC API on `listener` until `shutdown` fires, then finishes in-flight calls.
+pub async fn serve(api: Arc<Api>, listener: TcpListener, shutdown: CancellationToken) -> Result<(), tonic::transport::Error> {
+    let token = api.config.api_token.clone();
+    let svc = DaprServer::with_interceptor(GrpcApi { api }, token_check(token));
+    tonic::transport::Server::builder()
+        .add_service(svc)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .await
+}

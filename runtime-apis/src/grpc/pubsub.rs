@@ -1,0 +1,32 @@
+//! Pub/sub RPCs.
+
+use bytes::Bytes;
+use dapr::dapr::proto::runtime::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use super::GrpcApi;
+use crate::api::BulkEntry;
+
+impl GrpcApi {
+    pub(super) async fn do_publish_event(&self, req: Request<pb::PublishEventRequest>) -> Result<Response<()>, Status> {
+        let r = req.into_inner();
+        self.api.publish(&r.pubsub_name, &r.topic, Bytes::from(r.data), &r.data_content_type, &r.metadata).await?;
+        Ok(Response::new(()))
+    }
+
+    pub(super) async fn do_bulk_publish_event(&self, req: Request<pb::BulkPublishRequest>) -> Result<Response<pb::BulkPublishResponse>, Status> {
+        let r = req.into_inner();
+        let entries = r
+            .entries
+            .into_iter()
+            .map(|e| BulkEntry { entry_id: e.entry_id, event: Bytes::from(e.event), content_type: e.content_type, metadata: e.metadata })
+            .collect();
+        let failed = self.api.bulk_publish(&r.pubsub_name, &r.topic, entries, &r.metadata).await?;
+        let failed_entries = failed.into_iter().map(|(entry_id, error)| pb::BulkPublishResponseFailedEntry { entry_id, error }).collect();
+        Ok(Response::new(pb::BulkPublishResponse { failed_entries }))
+    }
+
+    pub(super) async fn do_bulk_publish_event_alpha1(&self, req: Request<pb::BulkPublishRequest>) -> Result<Response<pb::BulkPublishResponse>, Status> {
+        self.do_bulk_publish_event(req).await
+    }
+}

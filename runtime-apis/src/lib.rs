@@ -1,0 +1,23 @@
+//! oxidecar's application runtime APIs: Dapr-compatible gRPC (`dapr.proto.runtime.v1.Dapr`) and HTTP
+//! (`/v1.0/...`) servers on localhost, over the building blocks of `oxidecar-components`.
+#![forbid(unsafe_code)]
+
+mod api;
+mod app;
+mod cloudevent;
+mod config;
+mod delivery;
+mod error;
+mod grpc;
+mod http;
+mod invoke;
+mod metrics;
+mod runtime;
+
+pub use config::{AppProtocol, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR, RuntimeConfig};
+pub use error::Error;
+pub use invoke::{InvokeError, InvokeRequest, InvokeResponse, LoopbackInvoker, ServiceInvoker};
+pub use runtime::Runtime;
+
+/// The version GetMetadata reports.
+pub const RUNTIME_VERSION: &str = concat!("oxidecar-", env!("CARGO_PKG_VERSION"));
