@@ -46,7 +46,13 @@ pub fn parse_str(text: &str) -> Result<Snapshot, Vec<ConfigError>> {
     let snapshot: Snapshot = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { "(top level)".to_string() } else { path };
-        vec![ConfigError { path, message: e.into_inner().to_string() }]
+        let message = e.into_inner().to_string();
+        // serde_norway prefixes its own (shorter) path; ours is more precise, keep only one.
+        let message = match message.split_once(": ") {
+            Some((prefix, rest)) if path.starts_with(prefix) => rest.to_string(),
+            _ => message,
+        };
+        vec![ConfigError { path, message }]
     })?;
     snapshot.validate().map_err(|e| e.0)?;
     Ok(snapshot)
