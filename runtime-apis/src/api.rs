@@ -5,7 +5,6 @@ mod blocks;
 mod pubsub;
 mod state;
 
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

@@ -3,13 +3,18 @@
 Expects components: statestore (state.in-memory), pubsub, configstore (configuration.in-memory),
 lockstore, localsecretstore (secretstores.local.file with {"db": {"password": "s3cret"}}) and
 files (bindings.localstorage)."""
-import threading
+import os
 
 import grpc
 from common import check, eventually, expect_rpc_error, http
 from dapr.clients import DaprClient
 from dapr.clients.grpc._request import TransactionalStateOperation, TransactionOperationType
 from dapr.clients.grpc._state import Concurrency, StateItem, StateOptions
+from dapr.proto import api_service_v1, api_v1
+
+# The raw stub, for requests the SDK would refuse to send.
+channel = grpc.insecure_channel(f"127.0.0.1:{os.environ['DAPR_GRPC_PORT']}")
+stub = api_service_v1.DaprStub(channel)
 
 with DaprClient() as d:
     # --- state
@@ -69,7 +74,7 @@ with DaprClient() as d:
         check("lock non-owner unlock refused", other.unlock("lockstore", "res", "owner-b").status.name == "lock_belongs_to_others")
         check("lock owner unlock", d.unlock("lockstore", "res", "owner-a").status.name == "success")
         check("lock second owner then wins", other.try_lock("lockstore", "res", "owner-b", 60).success)
-    expect_rpc_error("lock empty resource", lambda: d.try_lock("lockstore", "", "o", 5), "INVALID_ARGUMENT", "resource id is empty")
+    expect_rpc_error("lock empty resource", lambda: stub.TryLockAlpha1(api_v1.TryLockRequest(store_name="lockstore", resource_id="", lock_owner="o", expiry_in_seconds=5)), "INVALID_ARGUMENT", "resource id is empty")
 
     # --- secrets from a local file store
     sec = d.get_secret("localsecretstore", "db:password").secret
@@ -92,7 +97,7 @@ with DaprClient() as d:
     check("metadata extended", md.extended_metadata.get("team") == "runtime", md.extended_metadata)
 
     # --- an RPC oxidecar does not serve names itself
-    expect_rpc_error("unimplemented names rpc", lambda: d.get_workflow("x"), "UNIMPLEMENTED", "GetWorkflow")
+    expect_rpc_error("unimplemented names rpc", lambda: stub.GetJobAlpha1(api_v1.GetJobRequest(name="x")), "UNIMPLEMENTED", "GetJobAlpha1")
 
     # --- the sidecar still serves after all the bad requests
     d.save_state("statestore", "after", "still-serving")
