@@ -198,7 +198,7 @@ impl AppChannel {
                     topic: s("topic"),
                     pubsub_name: s("pubsubname"),
                     path: path.to_string(),
-                    extensions: None,
+                    extensions: extensions(event),
                 };
                 match self.grpc.clone().on_topic_event(req).await {
                     Ok(r) => match r.into_inner().status {
@@ -252,6 +252,29 @@ impl AppChannel {
             }
         }
     }
+}
+
+/// CloudEvent attributes outside the core set, as the `extensions` struct Dapr sends gRPC apps.
+fn extensions(event: &serde_json::Value) -> Option<prost_types::Struct> {
+    const CORE: &[&str] = &["id", "source", "type", "specversion", "datacontenttype", "data", "data_base64"];
+    let obj = event.as_object()?;
+    let fields = obj.iter().filter(|(k, _)| !CORE.contains(&k.as_str())).map(|(k, v)| (k.clone(), prost_value(v))).collect();
+    Some(prost_types::Struct { fields })
+}
+
+fn prost_value(v: &serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match v {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
+        serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue { values: a.iter().map(prost_value).collect() }),
+        serde_json::Value::Object(o) => Kind::StructValue(prost_types::Struct {
+            fields: o.iter().map(|(k, v)| (k.clone(), prost_value(v))).collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
 }
 
 fn http_verdict(body: &Bytes) -> Verdict {

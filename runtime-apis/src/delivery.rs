@@ -99,9 +99,14 @@ async fn deliver(app_id: &str, app: &AppChannel, ps: &Arc<dyn PubSub>, sub: &Sub
     if let Value::Object(m) = &mut event {
         m.insert("topic".into(), Value::String(sub.topic.clone()));
     }
-    let Some(path) = sub.routes.path_for(&event).map(str::to_string) else {
-        tracing::debug!(topic = %sub.topic, "no route matches the event; dropped");
-        return Ok(());
+    // A subscription without any route (gRPC apps usually) is delivered with an empty path.
+    let path = match sub.routes.path_for(&event) {
+        Some(p) => p.to_string(),
+        None if sub.routes.rules.is_empty() => String::new(),
+        None => {
+            tracing::debug!(topic = %sub.topic, "no route matches the event; dropped");
+            return Ok(());
+        }
     };
     let mut backoff = INITIAL_BACKOFF;
     let mut verdict = Verdict::Retry;

@@ -17,3 +17,34 @@ async fn every_block_with_the_python_sdk() -> anyhow::Result<()> {
     rt.stop().await;
     Ok(())
 }
+
+/// Kills the child process it holds when dropped (the test's own app process).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_app_receives_cloudevents_retries_and_dead_letters() -> anyhow::Result<()> {
+    let dir = temp_dir("pubsub");
+    let res = write_components(&dir);
+    let app_port = free_port();
+    let rt = TestRuntime::start("pubsub-app", Some(res), Some(app_port), AppProtocol::Grpc).await?;
+    let app = std::process::Command::new(python())
+        .arg(scripts().join("subscriber_app.py"))
+        .current_dir(scripts())
+        .env("APP_PORT", app_port.to_string())
+        .env("DAPR_GRPC_PORT", rt.grpc.port().to_string())
+        .env("DAPR_HTTP_PORT", rt.http.port().to_string())
+        .env("PYTHONWARNINGS", "ignore")
+        .spawn()?;
+    let _app = KillOnDrop(app);
+    let out = rt.run_script("pubsub_check.py", &[]).await?;
+    assert_script_ok("pubsub_check.py", &out);
+    rt.stop().await;
+    Ok(())
+}
