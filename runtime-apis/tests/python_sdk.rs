@@ -48,3 +48,24 @@ async fn grpc_app_receives_cloudevents_retries_and_dead_letters() -> anyhow::Res
     rt.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_api_and_http_app() -> anyhow::Result<()> {
+    let dir = temp_dir("http");
+    let res = write_components(&dir);
+    let app_port = free_port();
+    let rt = TestRuntime::start("http-app", Some(res), Some(app_port), AppProtocol::Http).await?;
+    let app = std::process::Command::new(python())
+        .arg(scripts().join("http_app.py"))
+        .current_dir(scripts())
+        .env("APP_PORT", app_port.to_string())
+        .env("DAPR_HTTP_PORT", rt.http.port().to_string())
+        .spawn()?;
+    let _app = KillOnDrop(app);
+    let out = rt.run_script("http_blocks.py", &[]).await?;
+    assert_script_ok("http_blocks.py", &out);
+    let metrics = prometheus::TextEncoder::new().encode_to_string(&rt.registry.gather())?;
+    assert!(metrics.contains(r#"block="state",code="409",method="SaveState",protocol="http""#), "{metrics}");
+    rt.stop().await;
+    Ok(())
+}
