@@ -69,3 +69,14 @@ async fn http_api_and_http_app() -> anyhow::Result<()> {
     rt.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_token_and_shutdown_with_embedded_components() -> anyhow::Result<()> {
+    // No resources path: the embedded in-memory `statestore` serves.
+    let rt = TestRuntime::start_with("token-app", None, None, AppProtocol::Http, Some("t0ken")).await?;
+    let out = rt.run_script("token_check.py", &[("DAPR_API_TOKEN", "t0ken".to_string())]).await?;
+    assert_script_ok("token_check.py", &out);
+    assert!(rt.shutdown_called.load(std::sync::atomic::Ordering::SeqCst), "Shutdown RPC did not reach the proxy callback");
+    rt.stop().await;
+    Ok(())
+}

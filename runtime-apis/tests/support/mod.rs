@@ -91,7 +91,18 @@ pub struct TestRuntime {
 
 impl TestRuntime {
     pub async fn start(app_id: &str, resources: Option<PathBuf>, app_port: Option<u16>, protocol: AppProtocol) -> anyhow::Result<Self> {
+        Self::start_with(app_id, resources, app_port, protocol, None).await
+    }
+
+    pub async fn start_with(
+        app_id: &str,
+        resources: Option<PathBuf>,
+        app_port: Option<u16>,
+        protocol: AppProtocol,
+        token: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let mut cfg = RuntimeConfig::new(app_id);
+        cfg.api_token = token.map(str::to_string);
         cfg.grpc_addr = "127.0.0.1:0".parse()?;
         cfg.http_addr = "127.0.0.1:0".parse()?;
         cfg.resources_paths = resources.into_iter().collect();
