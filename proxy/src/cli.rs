@@ -1,8 +1,10 @@
 //! Command line: `oxidecar run` (daprd's flags are accepted as they are) and `oxidecar validate`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use oxidecar_runtime_apis::{AppProtocol, RuntimeConfig};
 use tracing_subscriber::EnvFilter;
 
 use crate::server::RunOptions;
@@ -41,13 +43,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub metrics_port: Option<u16>,
     /// The application's id (daprd's --app-id).
-    #[arg(long, env = "APP_ID")]
-    pub app_id: Option<String>,
+    #[arg(long, env = "APP_ID", default_value = "oxidecar")]
+    pub app_id: String,
     /// The port the application listens on (daprd's --app-port).
     #[arg(long, env = "APP_PORT")]
     pub app_port: Option<u16>,
     /// How the sidecar talks to the application (daprd's --app-protocol).
-    #[arg(long, value_enum, default_value_t = AppProtocol::Http)]
+    #[arg(long, default_value = "http")]
     pub app_protocol: AppProtocol,
     /// Runtime gRPC API port on 127.0.0.1 (daprd's --dapr-grpc-port).
     #[arg(long, env = "DAPR_GRPC_PORT", default_value_t = 50001)]
@@ -64,12 +66,9 @@ pub struct RunArgs {
     /// Write logs as JSON lines (daprd's --log-as-json).
     #[arg(long)]
     pub log_as_json: bool,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AppProtocol {
-    Http,
-    Grpc,
+    /// When set, every runtime API call must carry it in the `dapr-api-token` header.
+    #[arg(long, env = "DAPR_API_TOKEN", hide_env_values = true)]
+    pub dapr_api_token: Option<String>,
 }
 
 fn default_concurrency() -> usize {
@@ -83,16 +82,16 @@ impl RunArgs {
             concurrency: self.concurrency,
             admin_port: self.admin_port,
             metrics_port: self.metrics_port,
+            runtime: RuntimeConfig {
+                app_id: self.app_id.clone(),
+                app_port: self.app_port,
+                app_protocol: self.app_protocol,
+                grpc_addr: SocketAddr::from(([127, 0, 0, 1], self.dapr_grpc_port)),
+                http_addr: SocketAddr::from(([127, 0, 0, 1], self.dapr_http_port)),
+                resources_paths: self.resources_path.clone(),
+                api_token: self.dapr_api_token.clone().filter(|t| !t.is_empty()),
+            },
         }
-    }
-
-    /// The runtime API flags are accepted now; the runtime reads them when it is enabled.
-    pub fn log_runtime_flags(&self) {
-        tracing::debug!(
-            app_id = ?self.app_id, app_port = ?self.app_port, app_protocol = ?self.app_protocol,
-            grpc_port = self.dapr_grpc_port, http_port = self.dapr_http_port,
-            resources = ?self.resources_path, "runtime flags"
-        );
     }
 }
 

@@ -23,7 +23,6 @@ fn main() -> ExitCode {
     match cli.command {
         cli::Command::Run(args) => {
             cli::init_logging(&args.log_level, args.log_as_json);
-            args.log_runtime_flags();
             match server::run(args.run_options()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -23,6 +23,7 @@ use crate::listener::MeshListener;
 use crate::metrics::Metrics;
 use crate::shared::Shared;
 use crate::tables::Tables;
+use oxidecar_runtime_apis::{LoopbackInvoker, Runtime, RuntimeConfig};
 
 /// Upstream connections kept alive per process (Pingora's default, 128, is small for a sidecar).
 const UPSTREAM_POOL_SIZE: usize = 1024;
@@ -31,6 +32,8 @@ const UPSTREAM_POOL_SIZE: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub config: Option<PathBuf>,
+    /// The runtime API's settings (app id, ports, components).
+    pub runtime: RuntimeConfig,
     pub concurrency: usize,
     pub admin_port: Option<u16>,
     pub metrics_port: Option<u16>,
@@ -73,7 +76,12 @@ fn check_listeners(snapshot: &Snapshot) -> Result<(), Vec<String>> {
 struct DrainOnSignal {
     shared: Arc<Shared>,
     control_stop: CancellationToken,
+    /// Signals when the control runtime (admin, runtime API, components) has shut down.
+    control_done: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
+
+/// How long the runtime API may take to finish its calls and close components after the drain.
+const CONTROL_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(2);
 
 #[async_trait]
 impl ShutdownSignalWatch for DrainOnSignal {
@@ -95,6 +103,7 @@ impl ShutdownSignalWatch for DrainOnSignal {
         self.shared.drain.start_draining();
         let shared = self.shared.clone();
         let control_stop = self.control_stop.clone();
+        let control_done = self.control_done.lock().ok().and_then(|mut d| d.take());
         std::thread::Builder::new()
             .name("drain".into())
             .spawn(move || {
@@ -111,6 +120,11 @@ impl ShutdownSignalWatch for DrainOnSignal {
                     tracing::info!(took = ?start.elapsed(), "drained; exiting");
                 }
                 control_stop.cancel();
+                if let Some(done) = control_done {
+                    if done.recv_timeout(CONTROL_SHUTDOWN_DEADLINE).is_err() {
+                        tracing::warn!("runtime API did not stop in time; exiting anyway");
+                    }
+                }
                 std::process::exit(0);
             })
             .ok();
@@ -165,17 +179,39 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
     let state = AdminState { shared: shared.clone(), source: source.clone() };
     let control_shared = shared.clone();
     let stop = control_stop.clone();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let runtime_cfg = opts.runtime.clone();
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
             let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("control").enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot start the control runtime");
-                    std::process::exit(1);
+                    let _ = started_tx.send(Err(format!("cannot start the control runtime: {e}")));
+                    return;
                 }
             };
             rt.block_on(async move {
+                let invoker = Arc::new(LoopbackInvoker::new(
+                    runtime_cfg.app_id.clone(),
+                    runtime_cfg.app_port,
+                    runtime_cfg.app_protocol,
+                ));
+                // The Shutdown RPC drains the whole sidecar, exactly like SIGTERM.
+                let on_shutdown: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {
+                    tracing::info!("Shutdown requested through the runtime API");
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGTERM);
+                });
+                let registry = control_shared.metrics.registry.clone();
+                let runtime = match Runtime::start(runtime_cfg, invoker, &registry, stop.clone(), on_shutdown).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = started_tx.send(Err(format!("runtime API: {e}")));
+                        return;
+                    }
+                };
+                let _ = started_tx.send(Ok(()));
                 let mut tasks = tokio::task::JoinSet::new();
                 tasks.spawn(admin::serve(admin_listener, admin::admin_router(state.clone()), stop.clone()));
                 for l in metrics_listeners {
@@ -184,11 +220,18 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
                 tasks.spawn(admin::serve(health_listener, admin::health_router(state.clone()), stop.clone()));
                 tasks.spawn(control::watch(control_shared.clone(), state.source.clone(), stop.clone()));
                 tasks.spawn(mark_ready_when_listening(control_shared, listen_addrs));
+                tasks.spawn(runtime.wait());
                 while tasks.join_next().await.is_some() {}
             });
+            let _ = done_tx.send(());
         })
         .context("spawning the control thread")
         .map_err(|e| StartupError(vec![e.to_string()]))?;
+    match started_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(StartupError(vec![e])),
+        Err(_) => return Err(StartupError(vec!["the control runtime stopped during start-up".into()])),
+    }
 
     tracing::info!(
         source = %source.describe(),
@@ -196,7 +239,9 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
         clusters = snapshot.clusters.len(),
         "oxidecar starting"
     );
-    server.run(RunArgs { shutdown_signal: Box::new(DrainOnSignal { shared, control_stop }) });
+    server.run(RunArgs {
+        shutdown_signal: Box::new(DrainOnSignal { shared, control_stop, control_done: std::sync::Mutex::new(Some(done_rx)) }),
+    });
     std::process::exit(0);
 }
 

@@ -110,12 +110,20 @@ impl Proxy {
         let dir = TempDir::new("proxy");
         let config = dir.0.join("mesh.yaml");
         std::fs::write(&config, format!("{}{body}", ports.yaml())).expect("write config");
+        // Free runtime API ports, so proxies in parallel tests do not fight over 50001 and 3500.
+        let mut runtime_ports = Vec::new();
+        for flag in ["--dapr-grpc-port", "--dapr-http-port"] {
+            if !args.contains(&flag) {
+                runtime_ports.extend([flag.to_string(), free_port().to_string()]);
+            }
+        }
         let child = Command::new(binary())
             .arg("run")
             .arg("--config")
             .arg(&config)
             .arg("--concurrency")
             .arg("2")
+            .args(&runtime_ports)
             .args(args)
             .env("RUST_LOG", std::env::var("OXIDECAR_TEST_LOG").unwrap_or_else(|_| "info,pingora=warn".into()))
             .stdout(Stdio::null())

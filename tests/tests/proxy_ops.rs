@@ -192,10 +192,18 @@ async fn embedded_default_runs_with_nothing_installed() {
     let metrics = http_get("http://127.0.0.1:15090/stats/prometheus").await.map(|r| r.0).ok();
     // Without capture there is no original destination: passthrough answers 503, never loops.
     let passthrough = send(&http1_client(), "GET", "http://127.0.0.1:15001/", &[], "").await.map(|r| r.status).ok();
+    // The runtime API is up on Dapr's default port with the embedded in-memory components.
+    let dapr_health = http_get("http://127.0.0.1:3500/v1.0/healthz").await.map(|r| r.0).ok();
+    let state = send(&http1_client(), "POST", "http://127.0.0.1:3500/v1.0/state/statestore", &[("content-type", "application/json")], r#"[{"key":"k","value":"v"}]"#)
+        .await
+        .map(|r| r.status)
+        .ok();
     let _ = child.kill();
     let _ = child.wait();
     assert!(ready.is_some(), "embedded default became ready");
     assert_eq!(health, Some(200));
     assert_eq!(metrics, Some(200));
     assert_eq!(passthrough, Some(503));
+    assert!(dapr_health.is_some_and(|c| (200..300).contains(&c)), "{dapr_health:?}");
+    assert!(state.is_some_and(|c| (200..300).contains(&c)), "in-memory statestore saves: {state:?}");
 }
