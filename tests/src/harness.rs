@@ -247,3 +247,17 @@ pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
 pub fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
+
+/// A config body with one HTTP listener `out` on `port`, route config `main` made of `vhosts`
+/// (YAML list items, indented by 6) and `clusters` (YAML list items, indented by 2).
+pub fn http_config(port: u16, vhosts: &str, clusters: &str) -> String {
+    format!(
+        "listeners:\n  - name: out\n    address: 127.0.0.1:{port}\n    filter_chains: [{{ http: {{ route_config: main }} }}]\n\
+         route_configs:\n  - name: main\n    virtual_hosts:\n{vhosts}clusters:\n{clusters}"
+    )
+}
+
+/// A virtual host for every domain with one route for `/` whose action is `action` (YAML flow map body).
+pub fn catch_all(action: &str) -> String {
+    format!("      - {{ name: all, domains: [\"*\"], routes: [{{ match: {{ prefix: \"/\" }}, route: {{ {action} }} }}] }}\n")
+}

@@ -168,26 +168,13 @@ async fn weighted_clusters_split_within_tolerance() {
     let port = free_port();
     let _p = Proxy::start(
         AdminPorts::new(),
-        &format!(
-            r#"
-listeners:
-  - name: out
-    address: 127.0.0.1:{port}
-    filter_chains: [{{ http: {{ route_config: main }} }}]
-route_configs:
-  - name: main
-    virtual_hosts:
-      - name: all
-        domains: ["*"]
-        routes:
-          - match: {{ prefix: "/" }}
-            route: {{ weighted_clusters: [{{ name: v1, weight: 80 }}, {{ name: v3, weight: 20 }}] }}
-clusters:
-  - {{ name: v1, endpoints: [{{ address: 127.0.0.1:{} }}] }}
-  - {{ name: v3, endpoints: [{{ address: 127.0.0.1:{} }}] }}
-"#,
-            v1.port(),
-            v3.port()
+        &http_config(
+            port,
+            &catch_all("weighted_clusters: [{ name: v1, weight: 80 }, { name: v3, weight: 20 }]"),
+            &format!(
+                "  - {{ name: v1, endpoints: [{{ address: {} }}] }}\n  - {{ name: v3, endpoints: [{{ address: {} }}] }}\n",
+                v1.addr, v3.addr
+            ),
         ),
     )
     .await;
@@ -269,24 +256,10 @@ async fn circuit_breaker_overflow_is_503_uo() {
     let port = free_port();
     let p = Proxy::start(
         AdminPorts::new(),
-        &format!(
-            r#"
-listeners:
-  - name: out
-    address: 127.0.0.1:{port}
-    filter_chains: [{{ http: {{ route_config: main }} }}]
-route_configs:
-  - name: main
-    virtual_hosts:
-      - name: all
-        domains: ["*"]
-        routes: [{{ match: {{ prefix: "/" }}, route: {{ cluster: slow }} }}]
-clusters:
-  - name: slow
-    circuit_breakers: {{ max_requests: 1 }}
-    endpoints: [{{ address: 127.0.0.1:{} }}]
-"#,
-            slow.port()
+        &http_config(
+            port,
+            &catch_all("cluster: slow"),
+            &format!("  - {{ name: slow, circuit_breakers: {{ max_requests: 1 }}, endpoints: [{{ address: {} }}] }}\n", slow.addr),
         ),
     )
     .await;
@@ -310,22 +283,10 @@ async fn route_timeout_is_504_ut() {
     let port = free_port();
     let _p = Proxy::start(
         AdminPorts::new(),
-        &format!(
-            r#"
-listeners:
-  - name: out
-    address: 127.0.0.1:{port}
-    filter_chains: [{{ http: {{ route_config: main }} }}]
-route_configs:
-  - name: main
-    virtual_hosts:
-      - name: all
-        domains: ["*"]
-        routes: [{{ match: {{ prefix: "/" }}, route: {{ cluster: slow, timeout: 200ms }} }}]
-clusters:
-  - {{ name: slow, endpoints: [{{ address: 127.0.0.1:{} }}] }}
-"#,
-            slow.port()
+        &http_config(
+            port,
+            &catch_all("cluster: slow, timeout: 200ms"),
+            &format!("  - {{ name: slow, endpoints: [{{ address: {} }}] }}\n", slow.addr),
         ),
     )
     .await;

@@ -10,23 +10,8 @@ use oxidecar_tests::upstream::http_upstream;
 use oxidecar_tests::*;
 
 fn one_route(port: u16, cluster_port: u16, extra: &str) -> String {
-    format!(
-        r#"
-listeners:
-  - name: out
-    address: 127.0.0.1:{port}
-    filter_chains: [{{ http: {{ route_config: main }} }}]
-route_configs:
-  - name: main
-    virtual_hosts:
-      - name: all
-        domains: ["*"]
-        routes: [{{ match: {{ prefix: "/" }}, route: {{ cluster: app }} }}]
-clusters:
-  - name: app
-    endpoints: [{{ address: 127.0.0.1:{cluster_port} }}]
-{extra}"#
-    )
+    let clusters = format!("  - {{ name: app, endpoints: [{{ address: 127.0.0.1:{cluster_port} }}] }}\n{extra}");
+    http_config(port, &catch_all("cluster: app"), &clusters)
 }
 
 #[test]
