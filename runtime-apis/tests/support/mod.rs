@@ -28,53 +28,16 @@ pub fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
-/// Component files for the full block set, with a local secrets file and a local storage binding.
+/// Component files for the full block set (tests/python/fixtures/components.yaml), with a local
+/// secrets file and a local storage binding.
 pub fn write_components(dir: &Path) -> PathBuf {
     let res = dir.join("components");
     std::fs::create_dir_all(&res).expect("create components dir");
     std::fs::write(dir.join("secrets.json"), r#"{"db": {"password": "s3cret"}}"#).expect("write secrets");
-    let yaml = format!(
-        r#"apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata: {{name: statestore}}
-spec: {{type: state.in-memory, version: v1}}
----
-apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata: {{name: pubsub}}
-spec: {{type: pubsub.in-memory, version: v1}}
----
-apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata: {{name: configstore}}
-spec: {{type: configuration.in-memory, version: v1}}
----
-apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata: {{name: lockstore}}
-spec: {{type: lock.in-memory, version: v1}}
----
-apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata: {{name: localsecretstore}}
-spec:
-  type: secretstores.local.file
-  version: v1
-  metadata:
-  - {{name: secretsFile, value: "{secrets}"}}
----
-apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata: {{name: files}}
-spec:
-  type: bindings.localstorage
-  version: v1
-  metadata:
-  - {{name: rootPath, value: "{files}"}}
-"#,
-        secrets = dir.join("secrets.json").display(),
-        files = dir.join("files").display()
-    );
+    let template = std::fs::read_to_string(scripts().join("fixtures/components.yaml")).expect("read components fixture");
+    let yaml = template
+        .replace("{SECRETS_FILE}", &dir.join("secrets.json").display().to_string())
+        .replace("{FILES_DIR}", &dir.join("files").display().to_string());
     std::fs::write(res.join("components.yaml"), yaml).expect("write components");
     res
 }
