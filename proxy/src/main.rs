@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+
 fn main() -> ExitCode {
     // Before Pingora or anything else can install ring: our TLS runs on aws-lc-rs.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

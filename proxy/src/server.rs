@@ -155,6 +155,8 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
     let snapshot = shared.tables.load().snapshot.clone();
     let mut conf = ServerConf::default();
     conf.threads = opts.concurrency.max(1);
+    // One current-thread runtime per worker: a connection stays on its thread, no cross-thread wakeups.
+    conf.work_stealing = false;
     conf.upstream_keepalive_pool_size = UPSTREAM_POOL_SIZE;
     // Our drain thread exits as soon as in-flight work is done; this is only the backstop.
     conf.grace_period_seconds = Some(snapshot.drain_timeout.as_secs() + 1);
