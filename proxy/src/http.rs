@@ -188,6 +188,11 @@ impl MeshHttp {
 impl ProxyHttp for MeshHttp {
     type CTX = RequestCtx;
 
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {
+        // No response compression in a sidecar: the app decides its encoding. Leaving Pingora's
+        // default module out saves its per-request setup.
+    }
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             tables: self.shared.tables.load_full(),
