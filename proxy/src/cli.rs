@@ -1,6 +1,6 @@
 //! Command line: `oxidecar run` (daprd's flags are accepted as they are) and `oxidecar validate`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -57,6 +57,10 @@ pub struct RunArgs {
     /// Runtime HTTP API port on 127.0.0.1 (daprd's --dapr-http-port).
     #[arg(long, env = "DAPR_HTTP_PORT", default_value_t = 3500)]
     pub dapr_http_port: u16,
+    /// The address the runtime APIs listen on (daprd's --dapr-listen-addresses). Loopback by
+    /// default: only the app in the pod can reach them.
+    #[arg(long, default_value = "127.0.0.1", value_parser = parse_listen_address)]
+    pub dapr_listen_addresses: IpAddr,
     /// Folders of Dapr Component YAML files (daprd's --resources-path; may repeat).
     #[arg(long)]
     pub resources_path: Vec<PathBuf>,
@@ -69,6 +73,14 @@ pub struct RunArgs {
     /// When set, every runtime API call must carry it in the `dapr-api-token` header.
     #[arg(long, env = "DAPR_API_TOKEN", hide_env_values = true)]
     pub dapr_api_token: Option<String>,
+}
+
+/// One IP address (`[::1]` or `::1` for IPv6). daprd accepts a list; one address is what we serve.
+fn parse_listen_address(s: &str) -> Result<IpAddr, String> {
+    if s.contains(',') {
+        return Err(format!("{s:?}: oxidecar listens on one address; give one of them"));
+    }
+    s.trim_start_matches('[').trim_end_matches(']').parse().map_err(|e| format!("{s:?} is not an IP address: {e}"))
 }
 
 fn default_concurrency() -> usize {
@@ -86,8 +98,8 @@ impl RunArgs {
                 app_id: self.app_id.clone(),
                 app_port: self.app_port,
                 app_protocol: self.app_protocol,
-                grpc_addr: SocketAddr::from(([127, 0, 0, 1], self.dapr_grpc_port)),
-                http_addr: SocketAddr::from(([127, 0, 0, 1], self.dapr_http_port)),
+                grpc_addr: SocketAddr::new(self.dapr_listen_addresses, self.dapr_grpc_port),
+                http_addr: SocketAddr::new(self.dapr_listen_addresses, self.dapr_http_port),
                 resources_paths: self.resources_path.clone(),
                 api_token: self.dapr_api_token.clone().filter(|t| !t.is_empty()),
             },
@@ -111,5 +123,38 @@ pub fn init_logging(level: &str, json: bool) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_address_accepts_one_ip_and_names_bad_input() {
+        assert_eq!(parse_listen_address("127.0.0.1"), Ok(IpAddr::from([127, 0, 0, 1])));
+        assert_eq!(parse_listen_address("[::1]"), Ok(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)));
+        assert!(parse_listen_address("127.0.0.1,[::1]").is_err_and(|e| e.contains("one address")));
+        assert!(parse_listen_address("localhost").is_err_and(|e| e.contains("\"localhost\" is not an IP address")));
+    }
+
+    #[test]
+    fn daprd_flags_parse_into_the_runtime_config() {
+        let cli = Cli::try_parse_from([
+            "oxidecar", "run", "--app-id", "orders", "--app-port", "8080", "--app-protocol", "grpc",
+            "--dapr-grpc-port", "50002", "--dapr-http-port", "3501", "--resources-path", "./components",
+            "--log-level", "debug", "--metrics-port", "9090",
+        ])
+        .expect("daprd flags");
+        let Command::Run(args) = cli.command else { panic!("run") };
+        let opts = args.run_options();
+        assert_eq!(opts.runtime.app_id, "orders");
+        assert_eq!(opts.runtime.app_port, Some(8080));
+        assert_eq!(opts.runtime.app_protocol, AppProtocol::Grpc);
+        assert_eq!(opts.runtime.grpc_addr, "127.0.0.1:50002".parse().expect("addr"));
+        assert_eq!(opts.runtime.http_addr, "127.0.0.1:3501".parse().expect("addr"));
+        assert_eq!(opts.metrics_port, Some(9090));
+        let bad = Cli::try_parse_from(["oxidecar", "run", "--app-protocol", "https"]).expect_err("unsupported");
+        assert!(bad.to_string().contains("https"), "{bad}");
     }
 }
