@@ -11,9 +11,25 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-/// A port that was free a moment ago (bound to port 0, then released).
+/// Test ports come from below Linux's ephemeral range (32768-60999): a port picked there and
+/// released could be taken by any outgoing connection before the proxy binds it.
+const TEST_PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// A port that is free now and that no other caller in this process was given. Each test binary
+/// starts at a different offset, so concurrent test processes rarely meet.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    let _ = NEXT.compare_exchange(u32::MAX, (std::process::id().wrapping_mul(7919)) % span, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let port = TEST_PORTS.start + offset as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?}");
 }
 
 /// The `oxidecar` binary cargo built next to this test (`target/<profile>/oxidecar`).
