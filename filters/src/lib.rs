@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod lb;
+pub mod outlier;
 pub mod route;
 pub mod weighted;
 

@@ -56,6 +56,9 @@ struct ClustersQuery {
 async fn clusters(State(s): State<AdminState>, Query(q): Query<ClustersQuery>) -> Response {
     let tables = s.shared.tables.load();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let now = std::time::Instant::now();
+    // Envoy's health flag for an outlier-ejected host.
+    let health = |c: &crate::tables::ClusterState, i: usize| if c.is_ejected(i, now) { "/failed_outlier_check" } else { "healthy" };
     if q.format.as_deref() == Some("json") {
         let clusters: Vec<_> = tables
             .clusters
@@ -66,11 +69,11 @@ async fn clusters(State(s): State<AdminState>, Query(q): Query<ClustersQuery>) -
                     "service": &*c.service,
                     "rq_active": load(&c.stats.rq_active),
                     "upstream_rq_pending_overflow": load(&c.stats.upstream_rq_pending_overflow),
-                    "endpoints": c.endpoints.iter().map(|e| serde_json::json!({
+                    "endpoints": c.endpoints.iter().enumerate().map(|(i, e)| serde_json::json!({
                         "address": e.address.to_string(),
                         "weight": e.weight,
                         "labels": e.labels,
-                        "health": "healthy",
+                        "health": health(c, i),
                         "rq_active": load(&e.stats.rq_active),
                         "rq_total": load(&e.stats.rq_total),
                         "rq_error": load(&e.stats.rq_error),
@@ -85,10 +88,10 @@ async fn clusters(State(s): State<AdminState>, Query(q): Query<ClustersQuery>) -
     for c in &tables.clusters {
         let _ = writeln!(out, "{}::rq_active::{}", c.name, load(&c.stats.rq_active));
         let _ = writeln!(out, "{}::upstream_rq_pending_overflow::{}", c.name, load(&c.stats.upstream_rq_pending_overflow));
-        for e in &c.endpoints {
+        for (i, e) in c.endpoints.iter().enumerate() {
             let p = format!("{}::{}", c.name, e.address);
             let _ = writeln!(out, "{p}::weight::{}", e.weight);
-            let _ = writeln!(out, "{p}::health_flags::healthy");
+            let _ = writeln!(out, "{p}::health_flags::{}", health(c, i));
             let _ = writeln!(out, "{p}::rq_active::{}", load(&e.stats.rq_active));
             let _ = writeln!(out, "{p}::rq_total::{}", load(&e.stats.rq_total));
             let _ = writeln!(out, "{p}::rq_error::{}", load(&e.stats.rq_error));

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use oxidecar_filters::outlier::Outcome;
 use oxidecar_filters::route::CompiledRoute;
 use oxidecar_xds::model::{ClusterKind, Protocol, RetryOn, TrafficDirection, UpstreamProtocol};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -288,6 +289,7 @@ impl ProxyHttp for MeshHttp {
     fn fail_to_connect(&self, _session: &mut Session, peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
         if let (Some(i), Some(Admitted(cluster))) = (ctx.endpoint, &ctx.cluster) {
             cluster.endpoints[i].stats.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
+            cluster.record(i, Outcome::LocalFailure);
         }
         ctx.release_endpoint(true);
         tracing::debug!(peer = %peer, error = %e, "upstream connect failed");
@@ -310,6 +312,10 @@ impl ProxyHttp for MeshHttp {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("peer: {peer}"));
+        if let (Some(i), Some(Admitted(cluster))) = (ctx.endpoint, &ctx.cluster) {
+            // A reset or a timeout after connecting: a gateway error for outlier detection.
+            cluster.record(i, Outcome::LocalFailure);
+        }
         ctx.release_endpoint(true);
         let replayable = session.req_header().method.is_idempotent() && !session.as_ref().retry_buffer_truncated();
         if replayable && session.response_written().is_none() && ctx.may_retry(RetryOn::Reset) {
@@ -409,6 +415,19 @@ impl ProxyHttp for MeshHttp {
         true
     }
 
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        ctx: &RequestCtx,
+        error: &Error,
+        _context: pingora::proxy::ProxyWarnLogContext,
+    ) -> bool {
+        // Retries are counted per endpoint (`/clusters` cx_connect_fail, rq_error) and in
+        // istio_requests_total; keep one debug line instead of a warning per retried request.
+        tracing::debug!(retries = ctx.retries, error = %error, "retrying on another endpoint");
+        true
+    }
+
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.release_endpoint(false);
         let tables = ctx.tables.clone();
@@ -421,9 +440,15 @@ impl ProxyHttp for MeshHttp {
         };
         let status_code = http::StatusCode::from_u16(status).ok();
         let code = status_code.as_ref().map_or("0", |s| s.as_str());
-        if status >= 500 && ctx.reply.is_none() {
+        if ctx.reply.is_none() && status != 0 {
+            // The upstream answered: its status feeds outlier detection.
             if let (Some(i), Some(Admitted(cluster))) = (ctx.tried.last(), &ctx.cluster) {
-                cluster.endpoints[*i].stats.rq_error.fetch_add(1, Ordering::Relaxed);
+                if status >= 500 {
+                    cluster.endpoints[*i].stats.rq_error.fetch_add(1, Ordering::Relaxed);
+                }
+                if cluster.kind == ClusterKind::Static {
+                    cluster.record(*i, Outcome::Status(status));
+                }
             }
         }
         let flags = ctx.reply.map_or("-", |r| r.flags);

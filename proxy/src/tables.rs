@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use oxidecar_filters::ClusterId;
 use oxidecar_filters::lb::LoadBalancer;
+use oxidecar_filters::outlier::{OutlierDetector, Outcome};
 use oxidecar_filters::route::{Destination, RouteTable};
 use oxidecar_filters::weighted::WeightedChoice;
 use oxidecar_xds::model::{self, ClusterKind, Protocol, Snapshot, TrafficDirection, UpstreamProtocol};
@@ -53,12 +54,29 @@ pub struct ClusterState {
     pub lb: LoadBalancer,
     pub endpoints: Vec<EndpointState>,
     pub stats: Arc<ClusterStats>,
+    /// Passive health, when the cluster configures outlier detection.
+    pub outlier: Option<OutlierDetector>,
 }
 
 impl ClusterState {
-    /// Picks an endpoint not in `tried`; `None` when every endpoint was tried.
+    /// Picks an endpoint that is neither in `tried` nor ejected; `None` when there is none.
     pub fn pick(&self, tried: &[usize]) -> Option<usize> {
-        self.lb.pick(|i| !tried.contains(&i), |i| self.endpoints[i].stats.rq_active.load(Ordering::Relaxed))
+        let now = std::time::Instant::now();
+        let usable = |i: usize| !tried.contains(&i) && !self.is_ejected(i, now);
+        self.lb.pick(usable, |i| self.endpoints[i].stats.rq_active.load(Ordering::Relaxed))
+    }
+
+    pub fn is_ejected(&self, i: usize, now: std::time::Instant) -> bool {
+        self.outlier.as_ref().is_some_and(|o| o.is_ejected(i, now))
+    }
+
+    /// Feeds an attempt's outcome to outlier detection.
+    pub fn record(&self, i: usize, outcome: Outcome) {
+        if let Some(o) = &self.outlier {
+            if let Some(d) = o.record(i, outcome, std::time::Instant::now()) {
+                tracing::info!(cluster = %self.name, endpoint = %self.endpoints[i].address, ejected_for = ?d, "outlier ejected");
+            }
+        }
     }
 }
 
@@ -138,6 +156,7 @@ impl Tables {
                 protocol: c.protocol,
                 circuit_breakers: c.circuit_breakers.clone(),
                 lb: LoadBalancer::new(c.lb_policy, &weights),
+                outlier: c.outlier_detection.clone().map(|od| OutlierDetector::new(od, endpoints.len())),
                 endpoints,
                 stats: old.map(|o| o.stats.clone()).unwrap_or_default(),
             }));

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use oxidecar_filters::outlier::Outcome;
 use oxidecar_xds::model::{ClusterKind, TrafficDirection};
 use pingora::protocols::Stream;
 use tokio::net::TcpStream;
@@ -31,11 +32,15 @@ async fn connect(cluster: &ClusterState, original: Option<SocketAddr>) -> Option
         let ep = &cluster.endpoints[i];
         ep.stats.rq_total.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(ep.address)).await {
-            Ok(Ok(s)) => return Some((s, ep.address)),
+            Ok(Ok(s)) => {
+                cluster.record(i, Outcome::Success);
+                return Some((s, ep.address));
+            }
             Ok(Err(e)) => tracing::debug!(cluster = %cluster.name, endpoint = %ep.address, error = %e, "tcp connect failed"),
             Err(_) => tracing::debug!(cluster = %cluster.name, endpoint = %ep.address, "tcp connect timed out"),
         }
         ep.stats.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
+        cluster.record(i, Outcome::LocalFailure);
     }
     None
 }

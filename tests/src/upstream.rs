@@ -34,6 +34,15 @@ impl HttpUpstream {
 /// Answers every request with JSON describing it: `{"server", "method", "path", "version",
 /// "headers", "body"}`. `/slow/<ms>` waits first; `/status/<code>` answers with that status.
 pub async fn http_upstream(name: &str) -> HttpUpstream {
+    serve_http(name, None).await
+}
+
+/// Like [`http_upstream`], but every answer has status `status` (a broken instance).
+pub async fn http_upstream_failing(name: &str, status: u16) -> HttpUpstream {
+    serve_http(name, Some(status)).await
+}
+
+async fn serve_http(name: &str, forced_status: Option<u16>) -> HttpUpstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
     let addr = listener.local_addr().expect("addr");
     let requests = Arc::new(AtomicU64::new(0));
@@ -45,7 +54,7 @@ pub async fn http_upstream(name: &str) -> HttpUpstream {
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let (name, counter) = (name.clone(), counter.clone());
-                    async move { Ok::<_, Infallible>(answer(&name, &counter, req).await) }
+                    async move { Ok::<_, Infallible>(answer(&name, &counter, forced_status, req).await) }
                 });
                 let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
             });
@@ -54,7 +63,12 @@ pub async fn http_upstream(name: &str) -> HttpUpstream {
     HttpUpstream { addr, name: name.to_string(), requests }
 }
 
-async fn answer(name: &str, counter: &AtomicU64, req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
+async fn answer(
+    name: &str,
+    counter: &AtomicU64,
+    forced_status: Option<u16>,
+    req: http::Request<Incoming>,
+) -> http::Response<Full<Bytes>> {
     counter.fetch_add(1, Ordering::SeqCst);
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -62,7 +76,7 @@ async fn answer(name: &str, counter: &AtomicU64, req: http::Request<Incoming>) -
     if let Some(ms) = path.strip_prefix("/slow/").and_then(|m| m.parse::<u64>().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let status = path.strip_prefix("/status/").and_then(|c| c.parse::<u16>().ok()).unwrap_or(200);
+    let status = forced_status.or_else(|| path.strip_prefix("/status/").and_then(|c| c.parse::<u16>().ok())).unwrap_or(200);
     let headers: serde_json::Map<String, serde_json::Value> = parts
         .headers
         .iter()

@@ -297,3 +297,36 @@ async fn route_timeout_is_504_ut() {
     let r = send(&c, "GET", &format!("http://127.0.0.1:{port}/slow/10"), &[], "").await.expect("reply");
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn outlier_detection_ejects_a_failing_endpoint() {
+    let good = http_upstream("good").await;
+    let bad = oxidecar_tests::upstream::http_upstream_failing("bad", 500).await;
+    let port = free_port();
+    let p = Proxy::start(
+        AdminPorts::new(),
+        &http_config(
+            port,
+            &catch_all("cluster: app"),
+            &format!(
+                "  - name: app\n    outlier_detection: {{ consecutive_5xx: 3, base_ejection_time: 30s, max_ejection_percent: 50 }}\n    endpoints: [{{ address: {} }}, {{ address: {} }}]\n",
+                good.addr, bad.addr
+            ),
+        ),
+    )
+    .await;
+    let c = http1_client();
+    let mut failures = 0;
+    for _ in 0..40 {
+        let r = send(&c, "GET", &format!("http://127.0.0.1:{port}/"), &[], "").await.expect("reply");
+        if r.status != 200 {
+            failures += 1;
+        }
+    }
+    assert_eq!(bad.count(), 3, "ejected after 3 consecutive 5xx");
+    assert_eq!(failures, 3);
+    assert_eq!(good.count(), 37);
+    let (_, clusters) = p.admin("/clusters").await;
+    assert!(clusters.contains(&format!("app::{}::health_flags::/failed_outlier_check", bad.addr)), "{clusters}");
+    assert!(clusters.contains(&format!("app::{}::health_flags::healthy", good.addr)), "{clusters}");
+}
