@@ -51,7 +51,7 @@ pub fn reload(shared: &Shared, source: &ConfigSource) -> bool {
             return Ok(None);
         }
         warn_on_listener_changes(&old.snapshot, &snapshot);
-        Tables::build(Arc::new(snapshot), Some(&old)).map(Some).map_err(|e| vec![e.to_string()])
+        Tables::build(Arc::new(snapshot), Some(&old), None).map(Some).map_err(|e| vec![e.to_string()])
     });
     match result {
         Ok(None) => {

@@ -64,6 +64,8 @@ pub struct RequestCtx {
     retries: u32,
     reply: Option<Reply>,
     grpc_status: Option<String>,
+    /// A service invocation from a peer sidecar, handed to the local runtime.
+    to_runtime: bool,
 }
 
 /// A request counted against its cluster's `max_requests` until dropped.
@@ -153,6 +155,16 @@ async fn write_reply(session: &mut Session, reply: Reply, grpc: bool, close: boo
 }
 
 impl MeshHttp {
+    /// The local runtime, when this request is a service invocation arriving on an inbound listener.
+    fn invocation_target(&self, session: &Session, tables: &Tables) -> Option<Arc<ClusterState>> {
+        let runtime = tables.runtime.as_ref()?;
+        let req = session.req_header();
+        let invoked = self.direction(tables) == TrafficDirection::Inbound
+            && req.uri.path().starts_with("/v1.0/invoke/")
+            && req.headers.contains_key(&crate::invoke::INVOKED_HEADER);
+        invoked.then(|| runtime.cluster.clone())
+    }
+
     fn direction(&self, tables: &Tables) -> TrafficDirection {
         tables.listeners.get(&*self.listener).map_or(TrafficDirection::Outbound, |l| l.direction)
     }
@@ -208,6 +220,7 @@ impl ProxyHttp for MeshHttp {
             retries: 0,
             reply: None,
             grpc_status: None,
+            to_runtime: false,
         }
     }
 
@@ -217,6 +230,13 @@ impl ProxyHttp for MeshHttp {
             .headers
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        if let Some(runtime) = self.invocation_target(session, &ctx.tables) {
+            // Service invocation from a peer sidecar: the local runtime delivers it to the app.
+            runtime.stats.rq_active.fetch_add(1, Ordering::Relaxed);
+            ctx.cluster = Some(Admitted(runtime));
+            ctx.to_runtime = true;
+            return Ok(false);
+        }
         let route = match self.route(session, ctx) {
             Ok(r) => r,
             Err(reply) => {
@@ -336,6 +356,11 @@ impl ProxyHttp for MeshHttp {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if ctx.to_runtime {
+            if let Some(token) = ctx.tables.runtime.as_ref().and_then(|r| r.api_token.clone()) {
+                upstream.insert_header("dapr-api-token", token)?;
+            }
+        }
         if let Some(route) = &ctx.route {
             for name in &route.request_headers_to_remove {
                 upstream.remove_header(name);

@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod control;
 mod http;
+mod invoke;
 mod listener;
 mod metrics;
 mod server;

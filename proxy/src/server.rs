@@ -22,7 +22,8 @@ use crate::http::MeshHttp;
 use crate::listener::MeshListener;
 use crate::metrics::Metrics;
 use crate::shared::Shared;
-use crate::tables::Tables;
+use crate::invoke::MeshInvoker;
+use crate::tables::{LocalRuntime, Tables};
 use oxidecar_runtime_apis::{LoopbackInvoker, Runtime, RuntimeConfig};
 
 /// Upstream connections kept alive per process (Pingora's default, 128, is small for a sidecar).
@@ -148,7 +149,8 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
     let health_listener = bind("health", admin_cfg.health_address).map_err(|e| StartupError(vec![e]))?;
 
     let metrics = Metrics::new().map_err(|e| StartupError(vec![format!("metrics registry: {e}")]))?;
-    let tables = Tables::build(Arc::new(snapshot), None).map_err(|e| StartupError(vec![e.to_string()]))?;
+    let runtime = LocalRuntime::new(opts.runtime.http_addr, opts.runtime.api_token.as_deref());
+    let tables = Tables::build(Arc::new(snapshot), None, Some(Arc::new(runtime))).map_err(|e| StartupError(vec![e.to_string()]))?;
     let shared = Shared::new(tables, metrics);
     let control_stop = CancellationToken::new();
 
@@ -195,11 +197,8 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
                 }
             };
             rt.block_on(async move {
-                let invoker = Arc::new(LoopbackInvoker::new(
-                    runtime_cfg.app_id.clone(),
-                    runtime_cfg.app_port,
-                    runtime_cfg.app_protocol,
-                ));
+                let local = LoopbackInvoker::new(runtime_cfg.app_id.clone(), runtime_cfg.app_port, runtime_cfg.app_protocol);
+                let invoker = Arc::new(MeshInvoker::new(&runtime_cfg.app_id, local, control_shared.clone()));
                 // The Shutdown RPC drains the whole sidecar, exactly like SIGTERM.
                 let on_shutdown: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {
                     tracing::info!("Shutdown requested through the runtime API");

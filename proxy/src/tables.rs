@@ -113,8 +113,42 @@ impl ListenerTable {
 #[derive(Debug)]
 pub struct Tables {
     pub snapshot: Arc<Snapshot>,
+    /// The local runtime HTTP API, where invocations arriving from the mesh are handed over.
+    pub runtime: Option<Arc<LocalRuntime>>,
     pub listeners: HashMap<String, ListenerTable>,
     pub clusters: Vec<Arc<ClusterState>>,
+}
+
+/// The local runtime as an upstream of inbound listeners.
+#[derive(Debug)]
+pub struct LocalRuntime {
+    pub cluster: Arc<ClusterState>,
+    /// `DAPR_API_TOKEN`, added to handed-over invocations when the runtime requires it.
+    pub api_token: Option<http::HeaderValue>,
+}
+
+impl LocalRuntime {
+    pub fn new(http_addr: SocketAddr, api_token: Option<&str>) -> Self {
+        let cluster = ClusterState {
+            name: "dapr-runtime".into(),
+            service: "dapr-runtime".into(),
+            service_name: "dapr-runtime".into(),
+            kind: ClusterKind::Static,
+            connect_timeout: Duration::from_secs(1),
+            protocol: UpstreamProtocol::Http1,
+            circuit_breakers: model::CircuitBreakers::default(),
+            lb: LoadBalancer::new(model::LbPolicy::RoundRobin, &[1]),
+            endpoints: vec![EndpointState {
+                address: http_addr,
+                weight: 1,
+                labels: Default::default(),
+                stats: Default::default(),
+            }],
+            stats: Default::default(),
+            outlier: None,
+        };
+        Self { cluster: Arc::new(cluster), api_token: api_token.and_then(|t| http::HeaderValue::from_str(t).ok()) }
+    }
 }
 
 /// Why a validated snapshot still could not become tables.
@@ -124,7 +158,9 @@ pub struct BuildError(String);
 
 impl Tables {
     /// Builds tables for `snapshot`, reusing endpoint counters from `previous`.
-    pub fn build(snapshot: Arc<Snapshot>, previous: Option<&Tables>) -> Result<Tables, BuildError> {
+    /// `runtime` is taken from `previous` when `None` (it does not change on reload).
+    pub fn build(snapshot: Arc<Snapshot>, previous: Option<&Tables>, runtime: Option<Arc<LocalRuntime>>) -> Result<Tables, BuildError> {
+        let runtime = runtime.or_else(|| previous.and_then(|p| p.runtime.clone()));
         let ids: HashMap<&str, ClusterId> =
             snapshot.clusters.iter().enumerate().map(|(i, c)| (c.name.as_str(), ClusterId(i))).collect();
         let resolve = |name: &str| ids.get(name).copied();
@@ -192,7 +228,7 @@ impl Tables {
                 ListenerTable { direction: l.direction, sniff_timeout: l.protocol_sniff_timeout, chains },
             );
         }
-        Ok(Tables { snapshot, listeners, clusters })
+        Ok(Tables { snapshot, runtime, listeners, clusters })
     }
 
     pub fn cluster_by_name(&self, name: &str) -> Option<&Arc<ClusterState>> {

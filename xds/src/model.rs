@@ -44,6 +44,42 @@ pub struct Snapshot {
     pub route_configs: Vec<RouteConfig>,
     #[serde(default)]
     pub clusters: Vec<Cluster>,
+    /// How service invocation (Dapr's InvokeService) enters the mesh.
+    #[serde(default)]
+    pub invocation: Invocation,
+}
+
+/// The outbound listener Dapr's default for service invocation rides.
+pub const DEFAULT_INVOCATION_LISTENER: &str = "virtualOutbound";
+
+/// Service invocation rides the proxy's own outbound path: a call to app `X` becomes a request to
+/// the outbound `listener` with authority `apps[X]` (default: `X` itself), so it is routed, balanced,
+/// retried and counted like any other mesh request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Invocation {
+    #[serde(default = "default_invocation_listener")]
+    pub listener: String,
+    /// App id → the authority (host[:port]) its calls are routed by.
+    #[serde(default)]
+    pub apps: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for Invocation {
+    fn default() -> Self {
+        Self { listener: default_invocation_listener(), apps: Default::default() }
+    }
+}
+
+fn default_invocation_listener() -> String {
+    DEFAULT_INVOCATION_LISTENER.to_string()
+}
+
+impl Invocation {
+    /// The authority calls to `app_id` are routed by.
+    pub fn authority<'a>(&'a self, app_id: &'a str) -> &'a str {
+        self.apps.get(app_id).map_or(app_id, String::as_str)
+    }
 }
 
 fn default_drain_timeout() -> Duration {

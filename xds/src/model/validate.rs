@@ -95,6 +95,15 @@ impl Snapshot {
         for (i, cl) in self.clusters.iter().enumerate() {
             validate_cluster(&mut c, i, cl);
         }
+        let inv = &self.invocation;
+        if !inv.apps.is_empty() && !self.listeners.iter().any(|l| l.name == inv.listener) {
+            c.err("invocation.listener", format!("unknown listener {:?}", inv.listener));
+        }
+        for (app, authority) in &inv.apps {
+            if authority.is_empty() || authority.contains(['/', ' ', '?', '#']) {
+                c.err(format!("invocation.apps.{app}"), format!("{authority:?} is not a host[:port]"));
+            }
+        }
         if c.errors.is_empty() { Ok(()) } else { Err(ConfigErrors(c.errors)) }
     }
 

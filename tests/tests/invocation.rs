@@ -1,0 +1,137 @@
+//! Service invocation over the mesh: an app calls another app by id through its sidecar; the call
+//! rides sidecar A's outbound listener (routing, LB, metrics) to sidecar B's inbound listener, whose
+//! runtime delivers it to the target app.
+
+use oxidecar_tests::upstream::http_upstream;
+use oxidecar_tests::*;
+
+/// Sidecar B serves app `orders` (an HTTP app); sidecar A serves `checkout` and routes `orders` to B.
+async fn two_sidecars(orders_app_port: u16) -> (Proxy, Proxy, u16, u16) {
+    let b_inbound = free_port();
+    let b = Proxy::start_with_args(
+        AdminPorts::new(),
+        &format!(
+            r#"
+node: {{ workload: orders-v1, namespace: shop }}
+listeners:
+  - name: virtualInbound
+    address: 127.0.0.1:{b_inbound}
+    direction: inbound
+    filter_chains: [{{ http: {{ route_config: inbound }} }}]
+route_configs:
+  - name: inbound
+    virtual_hosts:
+{}clusters:
+  - {{ name: app, endpoints: [{{ address: 127.0.0.1:{orders_app_port} }}] }}
+"#,
+            catch_all("cluster: app")
+        ),
+        &["--app-id", "orders", "--app-port", &orders_app_port.to_string()],
+    )
+    .await;
+    let (a_outbound, a_grpc, a_http) = (free_port(), free_port(), free_port());
+    let a = Proxy::start_with_args(
+        AdminPorts::new(),
+        &format!(
+            r#"
+node: {{ workload: checkout-v1, namespace: shop }}
+invocation:
+  listener: virtualOutbound
+  apps: {{ orders: orders.shop.svc.cluster.local }}
+listeners:
+  - name: virtualOutbound
+    address: 127.0.0.1:{a_outbound}
+    filter_chains: [{{ http: {{ route_config: outbound }} }}]
+route_configs:
+  - name: outbound
+    virtual_hosts:
+      - name: orders
+        domains: ["orders.shop.svc.cluster.local"]
+        routes:
+          - match: {{ prefix: "/" }}
+            route: {{ cluster: orders, retry_policy: {{ retry_on: [connect-failure] }} }}
+clusters:
+  - {{ name: orders, service: orders.shop.svc.cluster.local, endpoints: [{{ address: 127.0.0.1:{b_inbound} }}] }}
+"#
+        ),
+        &["--app-id", "checkout", "--dapr-grpc-port", &a_grpc.to_string(), "--dapr-http-port", &a_http.to_string()],
+    )
+    .await;
+    (a, b, a_grpc, a_http)
+}
+
+#[tokio::test]
+async fn invoke_by_app_id_rides_the_mesh_to_the_target_app() {
+    let app = http_upstream("orders-app").await;
+    let (a, b, _grpc, http_port) = two_sidecars(app.port()).await;
+
+    let r = send(
+        &http1_client(),
+        "POST",
+        &format!("http://127.0.0.1:{http_port}/v1.0/invoke/orders/method/neworder?id=7"),
+        &[("content-type", "application/json"), ("x-request-tag", "t1"), ("accept-encoding", "gzip, deflate"), ("user-agent", "dapr-sdk-python/1.19.0")],
+        r#"{"item":"book"}"#,
+    )
+    .await
+    .expect("invoke");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen: serde_json::Value = serde_json::from_str(&r.body).expect("app answer");
+    assert_eq!(seen["server"], "orders-app");
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(seen["path"], "/neworder?id=7");
+    assert_eq!(seen["body"], r#"{"item":"book"}"#);
+    assert_eq!(seen["headers"]["dapr-caller-app-id"], "checkout");
+    assert_eq!(seen["headers"]["x-request-tag"], "t1");
+
+    // The call was mesh traffic on both sides.
+    let svc = ("destination_service", "orders.shop.svc.cluster.local");
+    let a_m = a.metrics().await;
+    assert_eq!(metric_sum(&a_m, "istio_requests_total", &[("reporter", "source"), svc, ("source_workload", "checkout-v1"), ("response_code", "200")]), 1.0, "{a_m}");
+    let b_m = b.metrics().await;
+    assert_eq!(metric_sum(&b_m, "istio_requests_total", &[("reporter", "destination"), ("destination_workload", "orders-v1"), ("response_code", "200")]), 1.0, "{b_m}");
+
+    // An app id the mesh does not know: a clear error, and the sidecar keeps serving.
+    let before = app.count();
+    let r = send(&http1_client(), "GET", &format!("http://127.0.0.1:{http_port}/v1.0/invoke/payments/method/x"), &[], "").await.expect("reply");
+    assert!(r.status >= 400, "{}", r.body);
+    assert!(r.body.contains("payments") && r.body.contains("no route matched"), "{}", r.body);
+    assert_eq!(app.count(), before);
+}
+
+#[tokio::test]
+async fn dapr_python_sdk_invokes_over_http_and_grpc() {
+    let app = http_upstream("orders-app").await;
+    let (_a, _b, grpc_port, http_port) = two_sidecars(app.port()).await;
+    let python = std::env::var("OXIDECAR_PYTHON").unwrap_or_else(|_| {
+        format!("{}/.cache/oxidecar-venv/bin/python", std::env::var("HOME").unwrap_or_default())
+    });
+    let script = r#"
+import json, sys
+from dapr.clients import DaprClient
+with DaprClient() as d:
+    r = d.invoke_method('orders', 'neworder', data=b'{"qty": 2}', http_verb='POST', content_type='application/json')
+    seen = json.loads(r.text())
+    assert seen['path'] == '/neworder', seen
+    assert seen['body'] == '{"qty": 2}', seen
+    assert seen['headers']['dapr-caller-app-id'] == 'checkout', seen
+print('ok')
+"#;
+    for protocol in ["http", "grpc"] {
+        // Async, so the app (served on this test's runtime) keeps answering while Python runs.
+        let out = tokio::process::Command::new(&python)
+            .arg("-c")
+            .arg(script)
+            .env("DAPR_GRPC_PORT", grpc_port.to_string())
+            .env("DAPR_HTTP_PORT", http_port.to_string())
+            .env("DAPR_API_METHOD_INVOCATION_PROTOCOL", protocol)
+            .output()
+            .await
+            .expect("python with the Dapr SDK (run tests/run to create the venv)");
+        assert!(
+            out.status.success(),
+            "{protocol}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
