@@ -66,6 +66,9 @@ pub struct RequestCtx {
     grpc_status: Option<String>,
     /// A service invocation from a peer sidecar, handed to the local runtime.
     to_runtime: bool,
+    /// The request's lane, and whether it came from trace memory (then it is added as a header).
+    lane: Option<String>,
+    lane_remembered: bool,
 }
 
 /// A request counted against its cluster's `max_requests` until dropped.
@@ -155,6 +158,23 @@ async fn write_reply(session: &mut Session, reply: Reply, grpc: bool, close: boo
 }
 
 impl MeshHttp {
+    /// The request's lane: its header or baggage, else the lane its trace was last seen in. A lane
+    /// seen with a trace id is remembered for the calls the app makes while handling it.
+    fn find_lane(&self, session: &Session, ctx: &mut RequestCtx) {
+        let headers = &session.req_header().headers;
+        let trace = oxidecar_filters::lane::trace_id(headers);
+        let now = Instant::now();
+        if let Some(lane) = oxidecar_filters::lane::request_lane(&ctx.tables.snapshot.lanes, headers) {
+            if let Some(trace) = trace {
+                self.shared.lanes.remember(trace, lane, now);
+            }
+            ctx.lane = Some(lane.to_owned());
+        } else if let Some(lane) = trace.and_then(|t| self.shared.lanes.lane_of(t, now)) {
+            ctx.lane = Some(lane);
+            ctx.lane_remembered = true;
+        }
+    }
+
     /// The local runtime, when this request is a service invocation arriving on an inbound listener.
     fn invocation_target(&self, session: &Session, tables: &Tables) -> Option<Arc<ClusterState>> {
         let runtime = tables.runtime.as_ref()?;
@@ -221,6 +241,8 @@ impl ProxyHttp for MeshHttp {
             reply: None,
             grpc_status: None,
             to_runtime: false,
+            lane: None,
+            lane_remembered: false,
         }
     }
 
@@ -230,6 +252,7 @@ impl ProxyHttp for MeshHttp {
             .headers
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        self.find_lane(session, ctx);
         if let Some(runtime) = self.invocation_target(session, &ctx.tables) {
             // Service invocation from a peer sidecar: the local runtime delivers it to the app.
             runtime.stats.rq_active.fetch_add(1, Ordering::Relaxed);
@@ -275,7 +298,7 @@ impl ProxyHttp for MeshHttp {
                 }
             },
             ClusterKind::Static => {
-                let Some(i) = cluster.pick(&ctx.tried) else {
+                let Some(i) = cluster.pick(&ctx.tried, ctx.lane.as_deref()) else {
                     ctx.reply = Some(if ctx.retries > 0 { RETRIES_EXHAUSTED } else { NO_HEALTHY });
                     return Err(Error::explain(ErrorType::HTTPStatus(503), NO_HEALTHY.reason));
                 };
@@ -356,6 +379,11 @@ impl ProxyHttp for MeshHttp {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if ctx.lane_remembered {
+            if let Some(lane) = ctx.lane.as_deref().and_then(|l| http::HeaderValue::from_str(l).ok()) {
+                upstream.insert_header(ctx.tables.snapshot.lanes.header.clone(), lane)?;
+            }
+        }
         if ctx.to_runtime {
             if let Some(token) = ctx.tables.runtime.as_ref().and_then(|r| r.api_token.clone()) {
                 upstream.insert_header("dapr-api-token", token)?;
@@ -502,6 +530,13 @@ impl ProxyHttp for MeshHttp {
         ];
         let m = &self.shared.metrics;
         m.requests_total.with_label_values(&labels).inc();
+        let served_lane = match (&ctx.cluster, ctx.lane.as_deref()) {
+            (Some(Admitted(c)), lane) => c.served_lane(lane),
+            (None, _) => None,
+        };
+        if let Some(lane) = ctx.lane.as_deref() {
+            m.lane_requests.with_label_values(&[direction.reporter(), service, lane, served_lane.unwrap_or("base")]).inc();
+        }
         m.request_duration_ms.with_label_values(&labels).observe(ctx.start.elapsed().as_secs_f64() * 1000.0);
         m.request_bytes.with_label_values(&labels).observe(session.body_bytes_read() as f64);
         m.response_bytes.with_label_values(&labels).observe(session.body_bytes_sent() as f64);
@@ -514,6 +549,8 @@ impl ProxyHttp for MeshHttp {
             status,
             flags,
             route = ctx.route.as_ref().map(|r| &*r.name),
+            lane = ctx.lane.as_deref(),
+            served_lane,
             upstream = ?ctx.tried.last().and_then(|i| ctx.cluster.as_ref().map(|c| c.0.endpoints[*i].address)),
             duration_ms = ctx.start.elapsed().as_millis() as u64,
         );

@@ -55,6 +55,8 @@ pub struct Metrics {
     /// Connections closed because no filter chain matched, by listener.
     pub no_filter_chain: IntCounterVec,
     pub config_reloads: IntCounterVec,
+    /// Requests that carried a lane, by the lane they were served in (`base` after fallback).
+    pub lane_requests: IntCounterVec,
     pub active_requests: IntGauge,
 }
 
@@ -96,6 +98,11 @@ impl Metrics {
                 &["listener"],
             )?,
             config_reloads: counter("oxidecar_config_reloads_total", "Config reload attempts", &["result"])?,
+            lane_requests: counter(
+                "oxidecar_lane_requests_total",
+                "Requests that carried a lane, by requested and served lane",
+                &["reporter", "destination_service", "lane", "served_lane"],
+            )?,
             active_requests,
             registry,
         })

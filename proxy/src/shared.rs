@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use arc_swap::ArcSwap;
+use oxidecar_filters::lane::LaneMemory;
 
 use crate::metrics::Metrics;
 use crate::tables::Tables;
@@ -52,14 +53,25 @@ impl Drop for InFlight {
     }
 }
 
+/// How long a trace stays associated with its lane, and how many traces are remembered.
+const LANE_MEMORY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+const LANE_MEMORY_MAX: usize = 100_000;
+
 pub struct Shared {
     pub tables: ArcSwap<Tables>,
     pub metrics: Metrics,
     pub drain: Drain,
+    /// Trace id → lane of requests seen, so follow-up calls in the same trace keep the lane.
+    pub lanes: LaneMemory,
 }
 
 impl Shared {
     pub fn new(tables: Tables, metrics: Metrics) -> Arc<Self> {
-        Arc::new(Self { tables: ArcSwap::from_pointee(tables), metrics, drain: Drain::default() })
+        Arc::new(Self {
+            tables: ArcSwap::from_pointee(tables),
+            metrics,
+            drain: Drain::default(),
+            lanes: LaneMemory::new(LANE_MEMORY_TTL, LANE_MEMORY_MAX),
+        })
     }
 }

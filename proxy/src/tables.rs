@@ -27,6 +27,8 @@ pub struct EndpointStats {
 #[derive(Debug)]
 pub struct EndpointState {
     pub address: SocketAddr,
+    /// The endpoint's lane (its `lanes.label` label); `None` is the base lane.
+    pub lane: Option<Arc<str>>,
     pub weight: u32,
     pub labels: std::collections::BTreeMap<String, String>,
     pub stats: Arc<EndpointStats>,
@@ -56,14 +58,28 @@ pub struct ClusterState {
     pub stats: Arc<ClusterStats>,
     /// Passive health, when the cluster configures outlier detection.
     pub outlier: Option<OutlierDetector>,
+    /// Lanes that have endpoints here.
+    pub lanes: std::collections::HashSet<Arc<str>>,
+    /// Whether some endpoint is in the base lane (else base traffic may use every endpoint).
+    pub has_base: bool,
 }
 
 impl ClusterState {
-    /// Picks an endpoint that is neither in `tried` nor ejected; `None` when there is none.
-    pub fn pick(&self, tried: &[usize]) -> Option<usize> {
+    /// Picks an endpoint of the request's lane (or the base lane when `lane` has no endpoints
+    /// here) that is neither in `tried` nor ejected; `None` when there is none.
+    pub fn pick(&self, tried: &[usize], lane: Option<&str>) -> Option<usize> {
         let now = std::time::Instant::now();
-        let usable = |i: usize| !tried.contains(&i) && !self.is_ejected(i, now);
+        let lane = lane.filter(|l| self.lanes.contains(*l));
+        let any_lane = lane.is_none() && !self.has_base;
+        let usable = |i: usize| {
+            (any_lane || self.endpoints[i].lane.as_deref() == lane) && !tried.contains(&i) && !self.is_ejected(i, now)
+        };
         self.lb.pick(usable, |i| self.endpoints[i].stats.rq_active.load(Ordering::Relaxed))
+    }
+
+    /// The lane a request in `lane` is served in here (`None`: base).
+    pub fn served_lane<'a>(&self, lane: Option<&'a str>) -> Option<&'a str> {
+        lane.filter(|l| self.lanes.contains(*l))
     }
 
     pub fn is_ejected(&self, i: usize, now: std::time::Instant) -> bool {
@@ -140,12 +156,15 @@ impl LocalRuntime {
             lb: LoadBalancer::new(model::LbPolicy::RoundRobin, &[1]),
             endpoints: vec![EndpointState {
                 address: http_addr,
+                lane: None,
                 weight: 1,
                 labels: Default::default(),
                 stats: Default::default(),
             }],
             stats: Default::default(),
             outlier: None,
+            lanes: Default::default(),
+            has_base: true,
         };
         Self { cluster: Arc::new(cluster), api_token: api_token.and_then(|t| http::HeaderValue::from_str(t).ok()) }
     }
@@ -172,6 +191,7 @@ impl Tables {
                 .iter()
                 .map(|e| EndpointState {
                     address: e.address,
+                    lane: e.labels.get(&snapshot.lanes.label).map(|l| Arc::from(l.as_str())),
                     weight: e.weight,
                     labels: e.labels.clone(),
                     stats: old
@@ -181,6 +201,8 @@ impl Tables {
                 })
                 .collect::<Vec<_>>();
             let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
+            let lanes = endpoints.iter().filter_map(|e| e.lane.clone()).collect();
+            let has_base = endpoints.iter().any(|e| e.lane.is_none());
             let service = c.service_name();
             clusters.push(Arc::new(ClusterState {
 
@@ -193,6 +215,8 @@ impl Tables {
                 circuit_breakers: c.circuit_breakers.clone(),
                 lb: LoadBalancer::new(c.lb_policy, &weights),
                 outlier: c.outlier_detection.clone().map(|od| OutlierDetector::new(od, endpoints.len())),
+                lanes,
+                has_base,
                 endpoints,
                 stats: old.map(|o| o.stats.clone()).unwrap_or_default(),
             }));

@@ -47,6 +47,35 @@ pub struct Snapshot {
     /// How service invocation (Dapr's InvokeService) enters the mesh.
     #[serde(default)]
     pub invocation: Invocation,
+    /// Where requests carry their lane and how endpoints declare theirs.
+    #[serde(default)]
+    pub lanes: Lanes,
+}
+
+/// Lane settings. Defaults: header `x-lane`, baggage key `lane`, endpoint label `lane`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lanes {
+    #[serde(default = "default_lane_header")]
+    pub header: String,
+    #[serde(default = "default_lane_key")]
+    pub baggage_key: String,
+    /// The endpoint label naming an endpoint's lane; endpoints without it are the base lane.
+    #[serde(default = "default_lane_key")]
+    pub label: String,
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Self { header: default_lane_header(), baggage_key: default_lane_key(), label: default_lane_key() }
+    }
+}
+
+fn default_lane_header() -> String {
+    "x-lane".to_string()
+}
+fn default_lane_key() -> String {
+    "lane".to_string()
 }
 
 /// The outbound listener Dapr's default for service invocation rides.

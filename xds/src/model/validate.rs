@@ -95,6 +95,14 @@ impl Snapshot {
         for (i, cl) in self.clusters.iter().enumerate() {
             validate_cluster(&mut c, i, cl);
         }
+        if http_name_invalid(&self.lanes.header) || self.lanes.header.bytes().any(|b| b.is_ascii_uppercase()) {
+            c.err("lanes.header", format!("{:?} is not a lowercase HTTP header name", self.lanes.header));
+        }
+        for (field, v) in [("lanes.baggage_key", &self.lanes.baggage_key), ("lanes.label", &self.lanes.label)] {
+            if v.is_empty() || v.contains([',', ';', '=', ' ']) {
+                c.err(field, format!("{v:?} is not a key"));
+            }
+        }
         let inv = &self.invocation;
         if !inv.apps.is_empty() && !self.listeners.iter().any(|l| l.name == inv.listener) {
             c.err("invocation.listener", format!("unknown listener {:?}", inv.listener));
