@@ -5,6 +5,7 @@
 pub mod lane;
 pub mod lb;
 pub mod outlier;
+pub mod retry;
 pub mod route;
 pub mod weighted;
 

@@ -117,7 +117,11 @@ pub fn init_logging(level: &str, json: bool) {
         }
     };
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},pingora=warn,pingora_core=warn,pingora_proxy=warn")));
+        // pingora_core::connectors logs an ERROR each time a pooled connection cannot be taken
+        // back (it then opens a new one): routine after a retried attempt, so it stays quiet.
+        .unwrap_or_else(|_| {
+            EnvFilter::new(format!("{level},pingora=warn,pingora_core=warn,pingora_proxy=warn,pingora_core::connectors=off"))
+        });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use oxidecar_filters::outlier::Outcome;
 use oxidecar_filters::route::CompiledRoute;
-use oxidecar_xds::model::{ClusterKind, Protocol, RetryOn, TrafficDirection, UpstreamProtocol};
+use oxidecar_filters::retry::{self, Attempt};
+use oxidecar_xds::model::{ClusterKind, Protocol, RetryPolicy, TrafficDirection, UpstreamProtocol};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::SocketDigest;
 use pingora::prelude::*;
@@ -61,7 +62,12 @@ pub struct RequestCtx {
     /// Endpoint of the current attempt, counted in its `rq_active`.
     endpoint: Option<usize>,
     tried: Vec<usize>,
+    /// Retries made so far; each holds one of the cluster's `max_retries` slots until the end.
     retries: u32,
+    /// Set when a response status triggered a retry, for `error_while_proxy` to pass it on.
+    retrying_on_status: bool,
+    /// The route timeout's deadline across all attempts.
+    deadline: Option<Instant>,
     reply: Option<Reply>,
     grpc_status: Option<String>,
     /// A service invocation from a peer sidecar, handed to the local runtime.
@@ -91,18 +97,46 @@ impl RequestCtx {
         }
     }
 
-    fn may_retry(&self, on: RetryOn) -> bool {
-        let Some(policy) = self.route.as_ref().and_then(|r| r.retry_policy.as_ref()) else { return false };
+    fn retry_policy(&self) -> Option<&RetryPolicy> {
+        self.route.as_ref().and_then(|r| r.retry_policy.as_ref())
+    }
+
+    /// Whether the route's policy, the retry count, the cluster's `max_retries` budget and the
+    /// deadline allow another attempt after `attempt`. `replayable`: the request can be sent again.
+    fn may_retry(&self, attempt: Attempt, replayable: bool) -> bool {
+        let Some(policy) = self.retry_policy() else { return false };
         let Some(Admitted(cluster)) = &self.cluster else { return false };
-        policy.retry_on.contains(&on)
+        replayable
+            && retry::retriable(policy, attempt)
             && self.retries < policy.num_retries
             && cluster.stats.rq_retry_active.load(Ordering::Relaxed) < u64::from(cluster.circuit_breakers.max_retries)
+            && self.deadline.is_none_or(|d| Instant::now() < d)
     }
+
+    /// Counts a retry against the cluster's `max_retries` until the request ends.
+    fn start_retry(&mut self) {
+        self.retries += 1;
+        if let Some(Admitted(cluster)) = &self.cluster {
+            cluster.stats.rq_retry_active.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whether the request can be sent again: its body is still in Pingora's 64 KiB replay buffer and,
+/// unless nothing reached the upstream yet, its method is idempotent or the policy allows it. Every
+/// gRPC call is a POST: a policy naming gRPC status conditions allows replaying gRPC calls.
+fn replayable(session: &Session, policy: Option<&RetryPolicy>, nothing_sent: bool, grpc: bool) -> bool {
+    let allowed = |p: &RetryPolicy| p.retry_non_idempotent || (grpc && p.retry_on.iter().any(|on| retry::is_grpc_condition(*on)));
+    let idempotent = session.req_header().method.is_idempotent() || policy.is_some_and(allowed);
+    !session.as_ref().retry_buffer_truncated() && (nothing_sent || idempotent)
 }
 
 impl Drop for RequestCtx {
     fn drop(&mut self) {
         self.release_endpoint(false);
+        if let Some(Admitted(cluster)) = &self.cluster {
+            cluster.stats.rq_retry_active.fetch_sub(u64::from(self.retries), Ordering::Relaxed);
+        }
     }
 }
 
@@ -238,6 +272,8 @@ impl ProxyHttp for MeshHttp {
             endpoint: None,
             tried: Vec::new(),
             retries: 0,
+            retrying_on_status: false,
+            deadline: None,
             reply: None,
             grpc_status: None,
             to_runtime: false,
@@ -280,6 +316,11 @@ impl ProxyHttp for MeshHttp {
             return Ok(true);
         }
         ctx.cluster = Some(admitted);
+        ctx.deadline = route.timeout.map(|t| ctx.start + t);
+        if route.retry_policy.is_some() {
+            // Keep up to 64 KiB of the request body so an attempt can be replayed.
+            session.as_mut().enable_retry_buffering();
+        }
         ctx.route = Some(route);
         Ok(false)
     }
@@ -289,6 +330,19 @@ impl ProxyHttp for MeshHttp {
             return Err(Error::explain(ErrorType::InternalError, "no cluster chosen"));
         };
         let cluster = cluster.clone();
+        if ctx.retries > 0 {
+            if let Some(policy) = ctx.retry_policy() {
+                let mut pause = retry::backoff(policy, ctx.retries);
+                if let Some(d) = ctx.deadline {
+                    pause = pause.min(d.saturating_duration_since(Instant::now()));
+                }
+                tokio::time::sleep(pause).await;
+            }
+        }
+        if ctx.deadline.is_some_and(|d| Instant::now() >= d) {
+            ctx.reply = Some(TIMEOUT);
+            return Err(Error::explain(ErrorType::HTTPStatus(504), TIMEOUT.reason));
+        }
         let addr = match cluster.kind {
             ClusterKind::OriginalDst => match ctx.original_dst {
                 Some(a) => a,
@@ -298,7 +352,10 @@ impl ProxyHttp for MeshHttp {
                 }
             },
             ClusterKind::Static => {
-                let Some(i) = cluster.pick(&ctx.tried, ctx.lane.as_deref()) else {
+                // A retry prefers an endpoint not tried yet, but may reuse one when all were tried.
+                let lane = ctx.lane.as_deref();
+                let picked = cluster.pick(&ctx.tried, lane).or_else(|| (ctx.retries > 0).then(|| cluster.pick(&[], lane)).flatten());
+                let Some(i) = picked else {
                     ctx.reply = Some(if ctx.retries > 0 { RETRIES_EXHAUSTED } else { NO_HEALTHY });
                     return Err(Error::explain(ErrorType::HTTPStatus(503), NO_HEALTHY.reason));
                 };
@@ -312,9 +369,12 @@ impl ProxyHttp for MeshHttp {
         };
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(cluster.connect_timeout);
-        if let Some(timeout) = ctx.route.as_ref().and_then(|r| r.timeout) {
-            peer.options.read_timeout = Some(timeout);
-        }
+        let per_try = ctx.retry_policy().and_then(|p| p.per_try_timeout);
+        let remaining = ctx.deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        peer.options.read_timeout = match (per_try, remaining) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let h2 = match cluster.protocol {
             UpstreamProtocol::H2 => true,
             UpstreamProtocol::Http1 => false,
@@ -329,15 +389,16 @@ impl ProxyHttp for MeshHttp {
         Ok(Box::new(peer))
     }
 
-    fn fail_to_connect(&self, _session: &mut Session, peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(&self, session: &mut Session, peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
         if let (Some(i), Some(Admitted(cluster))) = (ctx.endpoint, &ctx.cluster) {
             cluster.endpoints[i].stats.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
             cluster.record(i, Outcome::LocalFailure);
         }
         ctx.release_endpoint(true);
         tracing::debug!(peer = %peer, error = %e, "upstream connect failed");
-        if ctx.may_retry(RetryOn::ConnectFailure) {
-            ctx.retries += 1;
+        let replay = replayable(session, ctx.retry_policy(), true, ctx.grpc);
+        if ctx.may_retry(Attempt::ConnectFailure, replay) {
+            ctx.start_retry();
             e.set_retry(true);
         } else {
             e.set_retry(false);
@@ -355,22 +416,60 @@ impl ProxyHttp for MeshHttp {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("peer: {peer}"));
+        if std::mem::take(&mut ctx.retrying_on_status) {
+            // upstream_response_filter already counted this attempt and decided to retry.
+            e.set_retry(true);
+            return e;
+        }
         if let (Some(i), Some(Admitted(cluster))) = (ctx.endpoint, &ctx.cluster) {
             // A reset or a timeout after connecting: a gateway error for outlier detection.
             cluster.record(i, Outcome::LocalFailure);
         }
         ctx.release_endpoint(true);
-        let replayable = session.req_header().method.is_idempotent() && !session.as_ref().retry_buffer_truncated();
-        if replayable && session.response_written().is_none() && ctx.may_retry(RetryOn::Reset) {
-            ctx.retries += 1;
+        let attempt = if e.etype() == &ErrorType::H2Error && e.to_string().contains("REFUSED_STREAM") {
+            Attempt::RefusedStream
+        } else {
+            Attempt::Reset
+        };
+        let replay = replayable(session, ctx.retry_policy(), attempt == Attempt::RefusedStream, ctx.grpc);
+        if session.response_written().is_none() && ctx.may_retry(attempt, replay) {
+            ctx.start_retry();
             e.set_retry(true);
-        } else if !replayable {
+        } else if !replay {
             e.set_retry(false);
         } else {
             // A stale pooled connection closed under us: retry once on a fresh one.
             e.retry.decide_reuse(client_reused);
         }
         e
+    }
+
+    async fn upstream_response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        let status = resp.status.as_u16();
+        let grpc_status = if ctx.grpc {
+            resp.headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u32>().ok())
+        } else {
+            None
+        };
+        let failed = status >= 500 || grpc_status.is_some_and(|c| c != 0) || ctx.retry_policy().is_some_and(|p| p.retriable_status_codes.contains(&status));
+        if !failed || resp.status.is_informational() {
+            return Ok(());
+        }
+        let replay = replayable(session, ctx.retry_policy(), false, ctx.grpc);
+        if !ctx.may_retry(Attempt::Response { status, grpc_status }, replay) {
+            return Ok(());
+        }
+        // Nothing has reached the client yet: drop this answer and try again.
+        if let (Some(i), Some(Admitted(cluster))) = (ctx.endpoint, &ctx.cluster) {
+            cluster.record(i, Outcome::Status(status));
+        }
+        ctx.release_endpoint(true);
+        ctx.start_retry();
+        ctx.retrying_on_status = true;
+        tracing::debug!(status, ?grpc_status, retries = ctx.retries, "retrying after the upstream's answer");
+        let mut e = Error::explain(ErrorType::HTTPStatus(status), "upstream answer retried");
+        e.set_retry(true);
+        Err(e)
     }
 
     async fn upstream_request_filter(
@@ -504,7 +603,9 @@ impl ProxyHttp for MeshHttp {
                 }
             }
         }
-        let flags = ctx.reply.map_or("-", |r| r.flags);
+        let retries_exhausted =
+            status >= 500 && ctx.retries > 0 && ctx.retry_policy().is_some_and(|p| ctx.retries >= p.num_retries);
+        let flags = ctx.reply.map_or(if retries_exhausted { "URX" } else { "-" }, |r| r.flags);
         let (service, service_name) = match &ctx.cluster {
             Some(Admitted(c)) => (&*c.service, &*c.service_name),
             None => ("unknown", "unknown"),

@@ -30,6 +30,8 @@ pub use echo_server::{Echo, EchoServer};
 /// Replies carry the server's name so tests can see where a call landed.
 pub struct EchoService {
     pub name: String,
+    /// When set, every unary call fails with this gRPC status code (a broken instance).
+    pub always_fail: Option<i32>,
 }
 
 type ChatStream = Pin<Box<dyn Stream<Item = Result<EchoReply, Status>> + Send>>;
@@ -37,7 +39,10 @@ type ChatStream = Pin<Box<dyn Stream<Item = Result<EchoReply, Status>> + Send>>;
 #[tonic::async_trait]
 impl Echo for EchoService {
     async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
-        let req = request.into_inner();
+        let mut req = request.into_inner();
+        if let Some(code) = self.always_fail {
+            req.fail_code = code;
+        }
         if req.fail_code != 0 {
             let mut status = Status::new(tonic::Code::from(req.fail_code), format!("failing as asked: {}", req.message));
             status.metadata_mut().insert("x-test-trailer", "present".parse().expect("ascii"));
@@ -78,9 +83,18 @@ where
 
 /// Starts the echo service on a loopback port.
 pub async fn grpc_upstream(name: &str) -> SocketAddr {
+    serve_grpc(EchoService { name: name.to_string(), always_fail: None }).await
+}
+
+/// An echo service whose every unary call fails with gRPC status `code`.
+pub async fn grpc_upstream_failing(name: &str, code: tonic::Code) -> SocketAddr {
+    serve_grpc(EchoService { name: name.to_string(), always_fail: Some(code as i32) }).await
+}
+
+async fn serve_grpc(service: EchoService) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
     let addr = listener.local_addr().expect("addr");
-    let svc = EchoServer::new(EchoService { name: name.to_string() });
+    let svc = EchoServer::new(service);
     tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let _ = tonic::transport::Server::builder().add_service(svc).serve_with_incoming(incoming).await;

@@ -141,7 +141,7 @@ impl Proxy {
             .arg("2")
             .args(&runtime_ports)
             .args(args)
-            .env("RUST_LOG", std::env::var("OXIDECAR_TEST_LOG").unwrap_or_else(|_| "info,pingora=warn".into()))
+            .env("RUST_LOG", std::env::var("OXIDECAR_TEST_LOG").unwrap_or_else(|_| "info,pingora=warn,pingora_core::connectors=off".into()))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -176,7 +176,22 @@ impl Proxy {
         assert!(status.success(), "kill -{sig} failed");
     }
 
+    /// Metrics once no request is in flight: a client can see its response before the proxy has
+    /// finished logging the request, so counters settle a moment later.
     pub async fn metrics(&self) -> String {
+        let settled = eventually(Duration::from_secs(5), || async {
+            let m = self.metrics_now().await;
+            (metric_sum(&m, "oxidecar_http_active_requests", &[]) == 0.0).then_some(m)
+        })
+        .await;
+        match settled {
+            Some(m) => m,
+            None => self.metrics_now().await,
+        }
+    }
+
+    /// Metrics as they are right now (use under load).
+    pub async fn metrics_now(&self) -> String {
         http_get(&format!("http://127.0.0.1:{}/stats/prometheus", self.ports.metrics)).await.expect("metrics").1
     }
 

@@ -1,7 +1,6 @@
 //! Real upstream servers on loopback: an HTTP server speaking HTTP/1.1 and h2c that reports what it
 //! received, and a TCP echo server.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,11 +14,24 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// A running HTTP upstream; its task ends with the test runtime.
+/// How an HTTP upstream misbehaves, when it does.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Behavior {
+    /// Every answer has this status.
+    pub status: Option<u16>,
+    /// Every answer waits this long first.
+    pub delay: Option<Duration>,
+}
+
+/// A running HTTP upstream; its task ends with the test runtime. `kill` makes it vanish like a
+/// crashed process (listener closed, open connections reset); `revive` brings it back on the same port.
 pub struct HttpUpstream {
     pub addr: SocketAddr,
     pub name: String,
     pub requests: Arc<AtomicU64>,
+    behavior: Behavior,
+    alive: Arc<std::sync::atomic::AtomicBool>,
+    accept: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl HttpUpstream {
@@ -28,6 +40,20 @@ impl HttpUpstream {
     }
     pub fn count(&self) -> u64 {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn kill(&self) {
+        self.alive.store(false, Ordering::SeqCst);
+        if let Some(task) = self.accept.lock().expect("lock").take() {
+            task.abort();
+        }
+    }
+
+    pub async fn revive(&self) {
+        let listener = TcpListener::bind(self.addr).await.expect("rebind upstream");
+        self.alive.store(true, Ordering::SeqCst);
+        let task = accept_loop(listener, self.name.clone(), self.requests.clone(), self.behavior, self.alive.clone());
+        *self.accept.lock().expect("lock") = Some(task);
     }
 }
 
@@ -42,31 +68,65 @@ pub async fn http_upstream_failing(name: &str, status: u16) -> HttpUpstream {
     serve_http(name, Some(status)).await
 }
 
-async fn serve_http(name: &str, forced_status: Option<u16>) -> HttpUpstream {
+/// An upstream that misbehaves as `behavior` says.
+pub async fn http_upstream_with(name: &str, behavior: Behavior) -> HttpUpstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
     let addr = listener.local_addr().expect("addr");
     let requests = Arc::new(AtomicU64::new(0));
-    let (server_name, counter) = (name.to_string(), requests.clone());
+    let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let task = accept_loop(listener, name.to_string(), requests.clone(), behavior, alive.clone());
+    HttpUpstream { addr, name: name.to_string(), requests, behavior, alive, accept: std::sync::Mutex::new(Some(task)) }
+}
+
+async fn serve_http(name: &str, forced_status: Option<u16>) -> HttpUpstream {
+    http_upstream_with(name, Behavior { status: forced_status, delay: None }).await
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    name: String,
+    counter: Arc<AtomicU64>,
+    behavior: Behavior,
+    alive: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
-            let (name, counter) = (server_name.clone(), counter.clone());
+            let (name, counter, alive) = (name.clone(), counter.clone(), alive.clone());
             tokio::spawn(async move {
+                let conn_alive = alive.clone();
                 let service = hyper::service::service_fn(move |req| {
-                    let (name, counter) = (name.clone(), counter.clone());
-                    async move { Ok::<_, Infallible>(answer(&name, &counter, forced_status, req).await) }
+                    let (name, counter, alive) = (name.clone(), counter.clone(), alive.clone());
+                    async move {
+                        if !alive.load(Ordering::SeqCst) {
+                            return Err("killed");
+                        }
+                        Ok::<_, &str>(answer(&name, &counter, behavior, req).await)
+                    }
                 });
-                let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                // A killed upstream drops its open connections too, as a dead process would.
+                loop {
+                    tokio::select! {
+                        _ = &mut conn => return,
+                        _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                            if !conn_alive.load(Ordering::SeqCst) {
+                                return;
+                            }
+                        }
+                    }
+                }
             });
         }
-    });
-    HttpUpstream { addr, name: name.to_string(), requests }
+    })
 }
 
 async fn answer(
     name: &str,
     counter: &AtomicU64,
-    forced_status: Option<u16>,
+    behavior: Behavior,
     req: http::Request<Incoming>,
 ) -> http::Response<Full<Bytes>> {
     counter.fetch_add(1, Ordering::SeqCst);
@@ -76,7 +136,10 @@ async fn answer(
     if let Some(ms) = path.strip_prefix("/slow/").and_then(|m| m.parse::<u64>().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let status = forced_status.or_else(|| path.strip_prefix("/status/").and_then(|c| c.parse::<u16>().ok())).unwrap_or(200);
+    if let Some(delay) = behavior.delay {
+        tokio::time::sleep(delay).await;
+    }
+    let status = behavior.status.or_else(|| path.strip_prefix("/status/").and_then(|c| c.parse::<u16>().ok())).unwrap_or(200);
     let headers: serde_json::Map<String, serde_json::Value> = parts
         .headers
         .iter()

@@ -83,7 +83,7 @@ async fn hot_reload_under_load_loses_no_request_and_rejects_bad_files() {
     // A broken file is refused; traffic keeps flowing to v2.
     p.rewrite_config(&one_route(port, v1.port(), "").replace("prefix: \"/\"", "prefix: \"no-slash\""));
     let m = eventually(Duration::from_secs(10), || async {
-        let m = p.metrics().await;
+        let m = p.metrics_now().await;
         (metric_sum(&m, "oxidecar_config_reloads_total", &[("result", "failure")]) >= 1.0).then_some(m)
     })
     .await

@@ -95,7 +95,7 @@ pub struct WeightedCluster {
     pub weight: u32,
 }
 
-/// When and how often a failed attempt is tried again on another endpoint.
+/// When and how often a failed attempt is tried again (on another endpoint when there is one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
@@ -103,21 +103,57 @@ pub struct RetryPolicy {
     pub num_retries: u32,
     /// Conditions, Envoy's names.
     pub retry_on: Vec<RetryOn>,
+    /// Statuses retried under `retriable-status-codes`.
+    #[serde(default)]
+    pub retriable_status_codes: Vec<u16>,
+    /// Each attempt must answer within this (Envoy's `per_try_timeout`).
+    #[serde(default, with = "humantime_serde")]
+    pub per_try_timeout: Option<Duration>,
+    /// First backoff interval; each retry doubles it up to 10×, with full jitter (Envoy's defaults).
+    #[serde(default = "default_backoff", with = "humantime_serde")]
+    pub base_interval: Duration,
+    /// Retry requests whose method is not idempotent (POST, PATCH). Off by default.
+    #[serde(default)]
+    pub retry_non_idempotent: bool,
 }
 
 /// Istio's default when a VirtualService sets none.
 pub const DEFAULT_NUM_RETRIES: u32 = 2;
+/// Envoy's default retry back-off base interval.
+pub const DEFAULT_RETRY_BASE_INTERVAL: Duration = Duration::from_millis(25);
 fn default_num_retries() -> u32 {
     DEFAULT_NUM_RETRIES
+}
+fn default_backoff() -> Duration {
+    DEFAULT_RETRY_BASE_INTERVAL
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RetryOn {
+    /// Any 5xx answer, and no answer at all (connect failure, reset, timeout).
+    #[serde(rename = "5xx")]
+    FiveXx,
+    /// 502, 503, 504, and no answer at all.
+    GatewayError,
     /// The upstream connection could not be established.
     ConnectFailure,
-    /// A reused upstream connection was reset before any response byte arrived.
+    /// The upstream connection broke or timed out before a response.
     Reset,
+    /// HTTP/2 stream refused by the upstream (REFUSED_STREAM).
+    RefusedStream,
+    /// A status listed in `retriable_status_codes`.
+    RetriableStatusCodes,
+    /// gRPC status CANCELLED (1).
+    Cancelled,
+    /// gRPC status DEADLINE_EXCEEDED (4).
+    DeadlineExceeded,
+    /// gRPC status RESOURCE_EXHAUSTED (8).
+    ResourceExhausted,
+    /// gRPC status INTERNAL (13).
+    Internal,
+    /// gRPC status UNAVAILABLE (14).
+    Unavailable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

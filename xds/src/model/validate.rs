@@ -215,6 +215,17 @@ impl Snapshot {
             if rp.retry_on.is_empty() && rp.num_retries > 0 {
                 c.err(format!("{path}.route.retry_policy.retry_on"), "must name at least one condition");
             }
+            if rp.retry_on.contains(&RetryOn::RetriableStatusCodes) && rp.retriable_status_codes.is_empty() {
+                c.err(format!("{path}.route.retry_policy.retriable_status_codes"), "retriable-status-codes needs at least one status");
+            }
+            for (k, s) in rp.retriable_status_codes.iter().enumerate() {
+                if !(100..=599).contains(s) {
+                    c.err(format!("{path}.route.retry_policy.retriable_status_codes[{k}]"), format!("{s} is not an HTTP status"));
+                }
+            }
+            if rp.per_try_timeout.is_some_and(|t| t.is_zero()) {
+                c.err(format!("{path}.route.retry_policy.per_try_timeout"), "must be greater than 0 (omit it for none)");
+            }
         }
         let header_lists = [
             ("request_headers_to_add", r.request_headers_to_add.iter().map(|h| h.name.as_str()).collect::<Vec<_>>()),

@@ -1,0 +1,174 @@
+//! Resilience on the proxy's path: retries on upstream answers (HTTP status and gRPC status), not
+//! replaying non-idempotent requests unless the policy says so, per-try timeouts, and an instance
+//! killed under load while retries and outlier ejection keep requests succeeding.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use oxidecar_tests::grpc::{EchoClient, EchoRequest, grpc_upstream, grpc_upstream_failing};
+use oxidecar_tests::upstream::{Behavior, http_upstream, http_upstream_failing, http_upstream_with};
+use oxidecar_tests::*;
+
+fn cluster(name: &str, addrs: &[std::net::SocketAddr], extra: &str) -> String {
+    let eps: Vec<String> = addrs.iter().map(|a| format!("{{ address: {a} }}")).collect();
+    format!("  - name: {name}\n{extra}    endpoints: [{}]\n", eps.join(", "))
+}
+
+#[tokio::test]
+async fn retries_on_5xx_but_not_post_unless_allowed() {
+    let good = http_upstream("good").await;
+    let bad = http_upstream_failing("bad", 503).await;
+    let port = free_port();
+    let vhosts = "      - name: safe\n        domains: [\"safe\"]\n        routes: [{ match: { prefix: \"/\" }, route: { cluster: app, retry_policy: { num_retries: 2, retry_on: [5xx], base_interval: 1ms } } }]\n      - name: post\n        domains: [\"post\"]\n        routes: [{ match: { prefix: \"/\" }, route: { cluster: app, retry_policy: { num_retries: 2, retry_on: [5xx], base_interval: 1ms, retry_non_idempotent: true } } }]\n";
+    let p = Proxy::start(AdminPorts::new(), &http_config(port, vhosts, &cluster("app", &[good.addr, bad.addr], ""))).await;
+    let c = http1_client();
+    let url = format!("http://127.0.0.1:{port}/x");
+    for _ in 0..20 {
+        let r = send(&c, "GET", &url, &[("host", "safe")], "").await.expect("reply");
+        assert_eq!(r.status, 200, "GET retried past the 503: {}", r.body);
+    }
+    assert!(bad.count() >= 5, "round robin reached the bad instance: {}", bad.count());
+    let mut post_failures = 0;
+    for _ in 0..20 {
+        let r = send(&c, "POST", &url, &[("host", "safe")], "order").await.expect("reply");
+        if r.status == 503 {
+            post_failures += 1;
+        }
+    }
+    assert!(post_failures >= 5, "POST is not replayed by default ({post_failures} of 20 failed)");
+    for _ in 0..20 {
+        let r = send(&c, "POST", &url, &[("host", "post")], "order").await.expect("reply");
+        assert_eq!(r.status, 200, "retry_non_idempotent replays POST with its body");
+        let seen: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+        assert_eq!(seen["body"], "order");
+    }
+    let m = p.metrics().await;
+    let expected_ok = 40 + 20 - post_failures;
+    assert_eq!(metric_sum(&m, "istio_requests_total", &[("response_code", "200")]), f64::from(expected_ok), "{m}");
+}
+
+#[tokio::test]
+async fn exhausted_retries_return_the_last_answer_with_urx() {
+    let bad = http_upstream_failing("bad", 502).await;
+    let port = free_port();
+    let p = Proxy::start(
+        AdminPorts::new(),
+        &http_config(port, &catch_all("cluster: app, retry_policy: { num_retries: 2, retry_on: [gateway-error], base_interval: 1ms }"), &cluster("app", &[bad.addr], "")),
+    )
+    .await;
+    let r = send(&http1_client(), "GET", &format!("http://127.0.0.1:{port}/"), &[], "").await.expect("reply");
+    assert_eq!(r.status, 502, "the upstream's own last answer");
+    assert_eq!(bad.count(), 3, "one try and two retries");
+    let counted = eventually(Duration::from_secs(5), || async {
+        let m = p.metrics().await;
+        (metric_sum(&m, "istio_requests_total", &[("response_code", "502"), ("response_flags", "URX")]) == 1.0).then_some(())
+    })
+    .await;
+    assert!(counted.is_some(), "{}", p.metrics().await);
+}
+
+#[tokio::test]
+async fn grpc_unavailable_is_retried_on_another_instance() {
+    let good = grpc_upstream("echo-ok").await;
+    let bad = grpc_upstream_failing("echo-down", tonic::Code::Unavailable).await;
+    let port = free_port();
+    let _p = Proxy::start(
+        AdminPorts::new(),
+        &http_config(
+            port,
+            &catch_all("cluster: echo, retry_policy: { num_retries: 2, retry_on: [unavailable], base_interval: 1ms }"),
+            &cluster("echo", &[good, bad], "    protocol: h2\n"),
+        ),
+    )
+    .await;
+    let mut client = EchoClient::connect(format!("http://127.0.0.1:{port}")).await.expect("connect");
+    for i in 0..10 {
+        let r = client.unary(EchoRequest { message: format!("m{i}"), fail_code: 0 }).await.expect("retried to echo-ok");
+        assert_eq!(r.into_inner().message, format!("echo-ok: m{i}"));
+    }
+    // A status the policy does not name is passed through untouched.
+    let err = client.unary(EchoRequest { message: "x".into(), fail_code: tonic::Code::NotFound as i32 }).await.expect_err("not found");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn per_try_timeout_moves_on_to_a_faster_instance() {
+    let slow = http_upstream_with("slow", Behavior { status: None, delay: Some(Duration::from_secs(3)) }).await;
+    let fast = http_upstream("fast").await;
+    let port = free_port();
+    let _p = Proxy::start(
+        AdminPorts::new(),
+        &http_config(
+            port,
+            &catch_all("cluster: app, timeout: 2s, retry_policy: { num_retries: 1, retry_on: [gateway-error], per_try_timeout: 200ms, base_interval: 1ms }"),
+            &cluster("app", &[slow.addr, fast.addr], ""),
+        ),
+    )
+    .await;
+    let c = http1_client();
+    let started = std::time::Instant::now();
+    for _ in 0..4 {
+        let r = send(&c, "GET", &format!("http://127.0.0.1:{port}/"), &[], "").await.expect("reply");
+        assert_eq!(r.status, 200);
+    }
+    assert!(slow.count() >= 1, "the slow instance was tried");
+    assert!(started.elapsed() < Duration::from_secs(3), "per-try timeouts, not the slow answers, bound the time: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn an_instance_killed_under_load_costs_almost_nothing_and_comes_back() {
+    let instances = [http_upstream("i1").await, http_upstream("i2").await, http_upstream("i3").await];
+    let addrs: Vec<_> = instances.iter().map(|i| i.addr).collect();
+    let port = free_port();
+    let p = Proxy::start(
+        AdminPorts::new(),
+        &http_config(
+            port,
+            &catch_all("cluster: app, retry_policy: { num_retries: 2, retry_on: [5xx], base_interval: 1ms }"),
+            &cluster(
+                "app",
+                &addrs,
+                "    connect_timeout: 200ms\n    outlier_detection: { consecutive_5xx: 3, consecutive_gateway_errors: 3, base_ejection_time: 1s, max_ejection_percent: 50 }\n",
+            ),
+        ),
+    )
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        load.push(tokio::spawn(async move {
+            let c = http1_client();
+            while !stop.load(Ordering::SeqCst) {
+                match send(&c, "GET", &format!("http://127.0.0.1:{port}/"), &[], "").await {
+                    Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::SeqCst),
+                    _ => failed.fetch_add(1, Ordering::SeqCst),
+                };
+            }
+        }));
+    }
+    let victim = &instances[1];
+    eventually(Duration::from_secs(5), || async { (victim.count() > 100).then_some(()) }).await.expect("load reaches all");
+    victim.kill();
+    let ejected = eventually(Duration::from_secs(5), || async {
+        let (_, c) = p.admin("/clusters").await;
+        c.contains(&format!("app::{}::health_flags::/failed_outlier_check", victim.addr)).then_some(())
+    })
+    .await;
+    assert!(ejected.is_some(), "the dead instance is ejected");
+    let at_kill = ok.load(Ordering::SeqCst);
+    eventually(Duration::from_secs(10), || async { (ok.load(Ordering::SeqCst) > at_kill + 500).then_some(()) }).await.expect("load goes on");
+    victim.revive().await;
+    let before = victim.count();
+    let back = eventually(Duration::from_secs(10), || async { (victim.count() > before + 20).then_some(()) }).await;
+    stop.store(true, Ordering::SeqCst);
+    for t in load {
+        t.await.expect("load task");
+    }
+    assert!(back.is_some(), "the revived instance gets traffic again after its ejection ends");
+    let (ok, failed) = (ok.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
+    let rate = ok as f64 / (ok + failed) as f64;
+    assert!(rate >= 0.999, "{ok} ok, {failed} failed: {rate}");
+}
