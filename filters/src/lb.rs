@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use oxidecar_xds::model::LbPolicy;
 
+use crate::hash::{Maglev, Ring};
+
 /// Longest precomputed round-robin schedule; beyond it weights are scaled down proportionally.
 const MAX_SCHEDULE: u64 = 4096;
 
@@ -16,11 +18,17 @@ pub enum LoadBalancer {
     RoundRobin { schedule: Vec<usize>, cursor: AtomicUsize },
     /// Two random weighted candidates; the one with fewer active requests per weight wins.
     LeastRequest { weights: Vec<u32> },
+    /// Consistent hashing; requests without a key get a random endpoint (as in Envoy).
+    RingHash(Ring),
+    Maglev(Maglev),
 }
 
 impl LoadBalancer {
-    pub fn new(policy: LbPolicy, weights: &[u32]) -> Self {
+    /// `ids` name the endpoints stably (addresses), for consistent hashing across sidecars.
+    pub fn new(policy: LbPolicy, weights: &[u32], ids: &[String]) -> Self {
         match policy {
+            LbPolicy::RingHash => LoadBalancer::RingHash(Ring::new(ids, weights)),
+            LbPolicy::Maglev => LoadBalancer::Maglev(Maglev::new(ids, weights)),
             LbPolicy::RoundRobin => LoadBalancer::RoundRobin {
                 schedule: smooth_schedule(weights),
                 cursor: AtomicUsize::new(rand::rng().random_range(0..weights.len().max(1))),
@@ -31,8 +39,11 @@ impl LoadBalancer {
 
     /// Picks an endpoint for which `usable` holds (not ejected, not already tried), using
     /// `active(i)` as the load of endpoint `i`. `None` when no endpoint is usable.
-    pub fn pick(&self, usable: impl Fn(usize) -> bool, active: impl Fn(usize) -> u64) -> Option<usize> {
+    pub fn pick(&self, key: Option<u64>, usable: impl Fn(usize) -> bool, active: impl Fn(usize) -> u64) -> Option<usize> {
+        let key = key.unwrap_or_else(|| rand::rng().random());
         match self {
+            LoadBalancer::RingHash(ring) => ring.pick(key, usable),
+            LoadBalancer::Maglev(table) => table.pick(key, usable),
             LoadBalancer::RoundRobin { schedule, cursor } => {
                 if schedule.is_empty() {
                     return None;
@@ -99,8 +110,8 @@ mod tests {
     #[test]
     fn round_robin_follows_weights_and_interleaves() {
         assert_eq!(smooth_schedule(&[5, 1, 1]), vec![0, 0, 1, 0, 2, 0, 0]);
-        let lb = LoadBalancer::new(LbPolicy::RoundRobin, &[1, 1, 1]);
-        let picks: Vec<usize> = (0..6).map(|_| lb.pick(|_| true, |_| 0).expect("pick")).collect();
+        let lb = LoadBalancer::new(LbPolicy::RoundRobin, &[1, 1, 1], &[]);
+        let picks: Vec<usize> = (0..6).map(|_| lb.pick(None, |_| true, |_| 0).expect("pick")).collect();
         for i in 0..3 {
             assert_eq!(picks.iter().filter(|p| **p == i).count(), 2, "{picks:?}");
         }
@@ -108,26 +119,26 @@ mod tests {
 
     #[test]
     fn round_robin_skips_unusable_endpoints() {
-        let lb = LoadBalancer::new(LbPolicy::RoundRobin, &[1, 1, 1]);
+        let lb = LoadBalancer::new(LbPolicy::RoundRobin, &[1, 1, 1], &[]);
         for _ in 0..10 {
-            assert_eq!(lb.pick(|i| i == 2, |_| 0), Some(2));
+            assert_eq!(lb.pick(None, |i| i == 2, |_| 0), Some(2));
         }
-        assert_eq!(lb.pick(|_| false, |_| 0), None);
+        assert_eq!(lb.pick(None, |_| false, |_| 0), None);
     }
 
     #[test]
     fn least_request_prefers_idle_endpoints() {
-        let lb = LoadBalancer::new(LbPolicy::LeastRequest, &[1, 1]);
+        let lb = LoadBalancer::new(LbPolicy::LeastRequest, &[1, 1], &[]);
         let mut to_idle = 0;
         for _ in 0..1000 {
-            if lb.pick(|_| true, |i| if i == 0 { 50 } else { 0 }) == Some(1) {
+            if lb.pick(None, |_| true, |i| if i == 0 { 50 } else { 0 }) == Some(1) {
                 to_idle += 1;
             }
         }
         // Endpoint 1 loses only when both random candidates are endpoint 0 (about 1 in 4).
         assert!(to_idle > 650, "idle endpoint got {to_idle} of 1000");
-        assert_eq!(lb.pick(|i| i == 0, |_| 0), Some(0));
-        assert_eq!(lb.pick(|_| false, |_| 0), None);
+        assert_eq!(lb.pick(None, |i| i == 0, |_| 0), Some(0));
+        assert_eq!(lb.pick(None, |_| false, |_| 0), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! balancing. Built once per config snapshot; shared by transparent traffic and service invocation.
 #![forbid(unsafe_code)]
 
+pub mod hash;
 pub mod lane;
 pub mod lb;
 pub mod outlier;

@@ -43,12 +43,39 @@ pub struct CompiledRoute {
     pub destination: Destination,
     pub timeout: Option<Duration>,
     pub retry_policy: Option<RetryPolicy>,
+    /// Where the consistent-hash key comes from, first match wins.
+    pub hash_policy: Vec<HashKey>,
     pub request_headers_to_add: Vec<(HeaderName, HeaderValue)>,
     pub request_headers_to_remove: Vec<HeaderName>,
     pub response_headers_to_add: Vec<(HeaderName, HeaderValue)>,
     pub response_headers_to_remove: Vec<HeaderName>,
     path: PathMatch,
     headers: Vec<HeaderCheck>,
+}
+
+/// A source of consistent-hash keys.
+#[derive(Debug, Clone)]
+pub enum HashKey {
+    Header(HeaderName),
+    Cookie(String),
+    SourceIp,
+}
+
+impl CompiledRoute {
+    /// The request's hash key from the first policy that yields one.
+    pub fn hash_key(&self, headers: &HeaderMap, source_ip: Option<std::net::IpAddr>) -> Option<u64> {
+        self.hash_policy.iter().find_map(|k| match k {
+            HashKey::Header(name) => headers.get(name).map(|v| crate::hash::key_hash(v.as_bytes())),
+            HashKey::Cookie(name) => headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .find_map(|c| c.trim().strip_prefix(name.as_str()).and_then(|r| r.strip_prefix('=')))
+                .map(|v| crate::hash::key_hash(v.as_bytes())),
+            HashKey::SourceIp => source_ip.map(|ip| crate::hash::key_hash(ip.to_string().as_bytes())),
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -239,10 +266,23 @@ fn compile_route(
         }
         _ => return Err(format!("route {name}: needs exactly one of cluster, weighted_clusters")),
     };
+    let hash_policy = a
+        .hash_policy
+        .iter()
+        .map(|h| match (&h.header, &h.cookie, h.source_ip) {
+            (Some(name), None, _) => HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+                .map(HashKey::Header)
+                .map_err(|e| format!("route {name}: hash header {name:?}: {e}")),
+            (None, Some(cookie), _) => Ok(HashKey::Cookie(cookie.clone())),
+            (None, None, Some(true)) => Ok(HashKey::SourceIp),
+            _ => Err(format!("route {name}: a hash policy needs exactly one of header, cookie, source_ip")),
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     Ok(CompiledRoute {
         destination,
         timeout: a.timeout,
         retry_policy: a.retry_policy.clone(),
+        hash_policy,
         request_headers_to_add: header_pairs(&route.request_headers_to_add)?,
         request_headers_to_remove: header_names(&route.request_headers_to_remove)?,
         response_headers_to_add: header_pairs(&route.response_headers_to_add)?,

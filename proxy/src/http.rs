@@ -75,6 +75,8 @@ pub struct RequestCtx {
     /// The request's lane, and whether it came from trace memory (then it is added as a header).
     lane: Option<String>,
     lane_remembered: bool,
+    /// Consistent-hash key from the route's hash policy.
+    hash_key: Option<u64>,
 }
 
 /// A request counted against its cluster's `max_requests` until dropped.
@@ -279,6 +281,7 @@ impl ProxyHttp for MeshHttp {
             to_runtime: false,
             lane: None,
             lane_remembered: false,
+            hash_key: None,
         }
     }
 
@@ -317,6 +320,10 @@ impl ProxyHttp for MeshHttp {
         }
         ctx.cluster = Some(admitted);
         ctx.deadline = route.timeout.map(|t| ctx.start + t);
+        if !route.hash_policy.is_empty() {
+            let source_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+            ctx.hash_key = route.hash_key(&session.req_header().headers, source_ip);
+        }
         if route.retry_policy.is_some() {
             // Keep up to 64 KiB of the request body so an attempt can be replayed.
             session.as_mut().enable_retry_buffering();
@@ -354,7 +361,9 @@ impl ProxyHttp for MeshHttp {
             ClusterKind::Static => {
                 // A retry prefers an endpoint not tried yet, but may reuse one when all were tried.
                 let lane = ctx.lane.as_deref();
-                let picked = cluster.pick(&ctx.tried, lane).or_else(|| (ctx.retries > 0).then(|| cluster.pick(&[], lane)).flatten());
+                let key = ctx.hash_key;
+                let picked =
+                    cluster.pick(&ctx.tried, lane, key).or_else(|| (ctx.retries > 0).then(|| cluster.pick(&[], lane, key)).flatten());
                 let Some(i) = picked else {
                     ctx.reply = Some(if ctx.retries > 0 { RETRIES_EXHAUSTED } else { NO_HEALTHY });
                     return Err(Error::explain(ErrorType::HTTPStatus(503), NO_HEALTHY.reason));

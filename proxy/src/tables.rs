@@ -67,14 +67,14 @@ pub struct ClusterState {
 impl ClusterState {
     /// Picks an endpoint of the request's lane (or the base lane when `lane` has no endpoints
     /// here) that is neither in `tried` nor ejected; `None` when there is none.
-    pub fn pick(&self, tried: &[usize], lane: Option<&str>) -> Option<usize> {
+    pub fn pick(&self, tried: &[usize], lane: Option<&str>, hash_key: Option<u64>) -> Option<usize> {
         let now = std::time::Instant::now();
         let lane = lane.filter(|l| self.lanes.contains(*l));
         let any_lane = lane.is_none() && !self.has_base;
         let usable = |i: usize| {
             (any_lane || self.endpoints[i].lane.as_deref() == lane) && !tried.contains(&i) && !self.is_ejected(i, now)
         };
-        self.lb.pick(usable, |i| self.endpoints[i].stats.rq_active.load(Ordering::Relaxed))
+        self.lb.pick(hash_key, usable, |i| self.endpoints[i].stats.rq_active.load(Ordering::Relaxed))
     }
 
     /// The lane a request in `lane` is served in here (`None`: base).
@@ -153,7 +153,7 @@ impl LocalRuntime {
             connect_timeout: Duration::from_secs(1),
             protocol: UpstreamProtocol::Http1,
             circuit_breakers: model::CircuitBreakers::default(),
-            lb: LoadBalancer::new(model::LbPolicy::RoundRobin, &[1]),
+            lb: LoadBalancer::new(model::LbPolicy::RoundRobin, &[1], &[]),
             endpoints: vec![EndpointState {
                 address: http_addr,
                 lane: None,
@@ -213,7 +213,7 @@ impl Tables {
                 connect_timeout: c.connect_timeout,
                 protocol: c.protocol,
                 circuit_breakers: c.circuit_breakers.clone(),
-                lb: LoadBalancer::new(c.lb_policy, &weights),
+                lb: LoadBalancer::new(c.lb_policy, &weights, &c.endpoints.iter().map(|e| e.address.to_string()).collect::<Vec<_>>()),
                 outlier: c.outlier_detection.clone().map(|od| OutlierDetector::new(od, endpoints.len())),
                 lanes,
                 has_base,

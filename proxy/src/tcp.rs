@@ -27,7 +27,7 @@ async fn connect(cluster: &ClusterState, original: Option<SocketAddr>) -> Option
     }
     let mut tried = Vec::new();
     while tried.len() < MAX_CONNECT_ATTEMPTS {
-        let i = cluster.pick(&tried, None)?;
+        let i = cluster.pick(&tried, None, None)?;
         tried.push(i);
         let ep = &cluster.endpoints[i];
         ep.stats.rq_total.fetch_add(1, Ordering::Relaxed);

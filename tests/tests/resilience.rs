@@ -172,3 +172,30 @@ async fn an_instance_killed_under_load_costs_almost_nothing_and_comes_back() {
     let rate = ok as f64 / (ok + failed) as f64;
     assert!(rate >= 0.999, "{ok} ok, {failed} failed: {rate}");
 }
+
+#[tokio::test]
+async fn consistent_hashing_keeps_a_user_on_one_instance() {
+    let instances = [http_upstream("h1").await, http_upstream("h2").await, http_upstream("h3").await];
+    let addrs: Vec<_> = instances.iter().map(|i| i.addr).collect();
+    let port = free_port();
+    let vhosts = "      - name: ring\n        domains: [\"ring\"]\n        routes: [{ match: { prefix: \"/\" }, route: { cluster: ring, hash_policy: [{ header: x-user }] } }]\n      - name: maglev\n        domains: [\"maglev\"]\n        routes: [{ match: { prefix: \"/\" }, route: { cluster: maglev, hash_policy: [{ header: x-missing }, { cookie: session }] } }]\n";
+    let clusters = format!("{}{}", cluster("ring", &addrs, "    lb_policy: ring_hash\n"), cluster("maglev", &addrs, "    lb_policy: maglev\n"));
+    let _p = Proxy::start(AdminPorts::new(), &http_config(port, vhosts, &clusters)).await;
+    let c = http1_client();
+    let url = format!("http://127.0.0.1:{port}/");
+    let server = |r: Reply| serde_json::from_str::<serde_json::Value>(&r.body).map(|v| v["server"].as_str().unwrap_or("").to_string()).unwrap_or_default();
+    let mut seen = std::collections::HashSet::new();
+    for user in 0..30 {
+        let user = format!("user-{user}");
+        let first = server(send(&c, "GET", &url, &[("host", "ring"), ("x-user", &user)], "").await.expect("r"));
+        for _ in 0..3 {
+            assert_eq!(server(send(&c, "GET", &url, &[("host", "ring"), ("x-user", &user)], "").await.expect("r")), first, "{user} sticks");
+        }
+        let cookie = format!("theme=dark; session={user}");
+        let m1 = server(send(&c, "GET", &url, &[("host", "maglev"), ("cookie", &cookie)], "").await.expect("r"));
+        let m2 = server(send(&c, "GET", &url, &[("host", "maglev"), ("cookie", &cookie)], "").await.expect("r"));
+        assert_eq!(m1, m2, "cookie-keyed maglev sticks");
+        seen.insert(first);
+    }
+    assert_eq!(seen.len(), 3, "users spread over every instance");
+}

@@ -66,6 +66,10 @@ pub enum LbPolicy {
     RoundRobin,
     /// The endpoint with fewer active requests of two random picks (weight-aware).
     LeastRequest,
+    /// Consistent hashing on a ring, keyed by the route's `hash_policy` (Envoy's RING_HASH).
+    RingHash,
+    /// Consistent hashing with a Maglev table, keyed by the route's `hash_policy`.
+    Maglev,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -86,6 +86,21 @@ pub struct RouteAction {
     pub timeout: Option<Duration>,
     #[serde(default)]
     pub retry_policy: Option<RetryPolicy>,
+    /// Keys for ring_hash / maglev clusters; the first that yields a value is used.
+    #[serde(default)]
+    pub hash_policy: Vec<HashPolicy>,
+}
+
+/// One source of a consistent-hash key: exactly one of `header`, `cookie`, `source_ip`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HashPolicy {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub cookie: Option<String>,
+    #[serde(default)]
+    pub source_ip: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

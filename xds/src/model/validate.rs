@@ -208,6 +208,19 @@ impl Snapshot {
             (None, false) => c.weighted(&format!("{path}.route.weighted_clusters"), self, &a.weighted_clusters),
             _ => c.err(format!("{path}.route"), "needs exactly one of `cluster` and `weighted_clusters`"),
         }
+        for (h, hp) in a.hash_policy.iter().enumerate() {
+            let hpath = format!("{path}.route.hash_policy[{h}]");
+            let kinds = [hp.header.is_some(), hp.cookie.is_some(), hp.source_ip == Some(true)];
+            if kinds.iter().filter(|b| **b).count() != 1 {
+                c.err(hpath.clone(), "needs exactly one of `header`, `cookie` and `source_ip: true`");
+            }
+            if hp.header.as_deref().is_some_and(http_name_invalid) {
+                c.err(format!("{hpath}.header"), format!("{:?} is not an HTTP header name", hp.header.as_deref().unwrap_or("")));
+            }
+            if hp.cookie.as_deref().is_some_and(|n| n.is_empty() || n.contains(['=', ';', ' '])) {
+                c.err(format!("{hpath}.cookie"), format!("{:?} is not a cookie name", hp.cookie.as_deref().unwrap_or("")));
+            }
+        }
         if a.timeout.is_some_and(|t| t.is_zero()) {
             c.err(format!("{path}.route.timeout"), "must be greater than 0 (omit it for no timeout)");
         }
