@@ -176,16 +176,18 @@ impl AppChannel {
         }
     }
 
-    /// Delivers one topic event to `path` on the app.
-    pub async fn deliver_event(&self, event: &serde_json::Value, raw: &Bytes, path: &str) -> Verdict {
+    /// Delivers one topic event to `path` on the app. With `raw` (published with `rawPayload=true`)
+    /// the app gets the published bytes and content type as they are: the HTTP body is the payload,
+    /// and a gRPC app's `TopicEventRequest.data` is the payload (the envelope fields only name it).
+    pub async fn deliver_event(&self, event: &serde_json::Value, raw: Option<RawPayload<'_>>, path: &str) -> Verdict {
         match self.protocol {
             AppProtocol::Grpc => {
                 let s = |k: &str| event.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-                let data = match (event.get("data_base64"), event.get("data")) {
-                    (Some(serde_json::Value::String(b64)), _) => crate::cloudevent::base64_decode(b64).unwrap_or_default(),
-                    (_, Some(serde_json::Value::String(text))) => text.clone().into_bytes(),
-                    (_, Some(v)) => v.to_string().into_bytes(),
-                    (_, None) if event.is_null() => raw.to_vec(),
+                let data = match (raw, event.get("data_base64"), event.get("data")) {
+                    (Some(r), _, _) => r.data.to_vec(),
+                    (None, Some(serde_json::Value::String(b64)), _) => crate::cloudevent::base64_decode(b64).unwrap_or_default(),
+                    (None, _, Some(serde_json::Value::String(text))) => text.clone().into_bytes(),
+                    (None, _, Some(v)) => v.to_string().into_bytes(),
                     _ => Vec::new(),
                 };
                 let req = pb::TopicEventRequest {
@@ -193,7 +195,7 @@ impl AppChannel {
                     source: s("source"),
                     r#type: s("type"),
                     spec_version: s("specversion"),
-                    data_content_type: s("datacontenttype"),
+                    data_content_type: raw.map(|r| r.content_type.to_string()).unwrap_or_else(|| s("datacontenttype")),
                     data,
                     topic: s("topic"),
                     pubsub_name: s("pubsubname"),
@@ -211,9 +213,14 @@ impl AppChannel {
             }
             AppProtocol::Http => {
                 let mut headers = HeaderMap::new();
-                let ct = if event.is_null() { "application/octet-stream" } else { "application/cloudevents+json" };
-                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-                let body = if event.is_null() { raw.clone() } else { Bytes::from(event.to_string()) };
+                let (ct, body) = match raw {
+                    Some(r) => (
+                        HeaderValue::from_str(r.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+                        r.data.clone(),
+                    ),
+                    None => (HeaderValue::from_static("application/cloudevents+json"), Bytes::from(event.to_string())),
+                };
+                headers.insert(header::CONTENT_TYPE, ct);
                 match self.http_call(Method::POST, path, headers, body).await {
                     Ok((status, _, body)) if status.is_success() => http_verdict(&body),
                     Ok((StatusCode::NOT_FOUND, _, _)) => Verdict::Drop,
@@ -252,6 +259,14 @@ impl AppChannel {
             }
         }
     }
+}
+
+/// A message published with `rawPayload=true`: delivered without a CloudEvent envelope.
+#[derive(Debug, Clone, Copy)]
+pub struct RawPayload<'a> {
+    pub data: &'a Bytes,
+    /// The publisher's content type (`application/octet-stream` when it gave none).
+    pub content_type: &'a str,
 }
 
 /// CloudEvent attributes outside the core set, as the `extensions` struct Dapr sends gRPC apps.

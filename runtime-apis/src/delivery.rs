@@ -13,7 +13,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::api::Api;
-use crate::app::{AppChannel, Verdict};
+use crate::app::{AppChannel, RawPayload, Verdict};
 use crate::cloudevent::{self, Target};
 
 /// Delivery attempts before an event counts as failed (the first try plus retries).
@@ -108,10 +108,14 @@ async fn deliver(app_id: &str, app: &AppChannel, ps: &Arc<dyn PubSub>, sub: &Sub
             return Ok(());
         }
     };
+    let raw = crate::api::is_raw(&msg.metadata).then(|| RawPayload {
+        data: &msg.data,
+        content_type: if msg.content_type.is_empty() { "application/octet-stream" } else { msg.content_type.as_str() },
+    });
     let mut backoff = INITIAL_BACKOFF;
     let mut verdict = Verdict::Retry;
     for attempt in 1..=DELIVERY_ATTEMPTS {
-        verdict = app.deliver_event(&event, &msg.data, &path).await;
+        verdict = app.deliver_event(&event, raw, &path).await;
         if verdict != Verdict::Retry || attempt == DELIVERY_ATTEMPTS {
             break;
         }

@@ -11,6 +11,7 @@ from common import http  # noqa: E402
 
 SUBSCRIPTIONS = [
     {"pubsubname": "pubsub", "topic": "http-orders", "route": "/orders"},
+    {"pubsubname": "pubsub", "topic": "http-raw", "route": "/raw"},
     {
         "pubsubname": "pubsub",
         "topic": "http-routed",
@@ -46,6 +47,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path in ("/orders", "/widgets"):
             ev = json.loads(body)
             save("http-" + self.path.strip("/") + "-" + ev["topic"], ev)
+            return self.reply(200, b'{"status": "SUCCESS"}')
+        if self.path == "/raw":
+            save("http-raw", {"body": body.hex(), "ct": self.headers.get("Content-Type", "")})
             return self.reply(200, b'{"status": "SUCCESS"}')
         if self.path.startswith("/configuration/"):
             save("http-config-update", json.loads(body))

@@ -38,10 +38,16 @@ s, _, body = http("POST", "/v1.0/state/statestore", b"{not json")
 check("state malformed body", s == 400 and b"ERR_MALFORMED_REQUEST" in body, (s, body))
 
 # --- pub/sub to the HTTP app (routes and rules from GET /dapr/subscribe)
-eventually("http app subscriptions", lambda: {s["topic"] for s in json.loads(http("GET", "/v1.0/metadata")[2])["subscriptions"]} >= {"http-orders", "http-routed"}, timeout=30)
+eventually("http app subscriptions", lambda: {s["topic"] for s in json.loads(http("GET", "/v1.0/metadata")[2])["subscriptions"]} >= {"http-orders", "http-routed", "http-raw"}, timeout=30)
 check("publish", http("POST", "/v1.0/publish/pubsub/http-orders", {"order": 1})[0] == 204)
 ev = json.loads(eventually("http delivery", lambda: http("GET", "/v1.0/state/statestore/http-orders-http-orders")[2]))
 check("http cloudevent", ev["data"] == {"order": 1} and ev["specversion"] == "1.0" and ev["pubsubname"] == "pubsub", ev)
+raw = b'{"specversion": "1.0", "but": "sent raw"}\x00'
+s, _, _ = http("POST", "/v1.0/publish/pubsub/http-raw?metadata.rawPayload=true", raw, {"Content-Type": "text/plain"})
+check("publish rawPayload", s == 204, s)
+got = json.loads(eventually("rawPayload delivery", lambda: http("GET", "/v1.0/state/statestore/http-raw")[2]))
+check("rawPayload: the HTTP app gets the bytes as published", bytes.fromhex(got["body"]) == raw, got)
+check("rawPayload: the publisher's content type", got["ct"] == "text/plain", got)
 widget = {"specversion": "1.0", "id": "w1", "source": "test", "type": "widget", "datacontenttype": "application/json", "data": {"w": 1}}
 s, _, _ = http("POST", "/v1.0/publish/pubsub/http-routed", json.dumps(widget).encode(), {"Content-Type": "application/cloudevents+json"})
 check("publish cloudevent", s == 204, s)

@@ -9,7 +9,7 @@ with DaprClient() as d:
     eventually(
         "app subscriptions registered",
         lambda: {s["topic"] for s in json.loads(http("GET", "/v1.0/metadata")[2])["subscriptions"]}
-        >= {"orders", "flaky", "poison", "stubborn", "deadletters"},
+        >= {"orders", "raw", "flaky", "poison", "stubborn", "deadletters"},
         timeout=30,
     )
     d.publish_event("pubsub", "orders", json.dumps({"order": 7}), data_content_type="application/json")
@@ -23,6 +23,12 @@ with DaprClient() as d:
     check("cloudevent datacontenttype", ev["datacontenttype"] == "application/json", ev)
     ext = ev["extensions"]
     check("cloudevent extensions", ext.get("pubsubname") == "pubsub" and ext.get("topic") == "orders" and ext.get("traceparent", "").startswith("00-"), ext)
+
+    payload = b'\x00{"not": "a cloudevent"}\xff'
+    d.publish_event("pubsub", "raw", payload, data_content_type="application/x-custom", publish_metadata={"rawPayload": "true"})
+    got = json.loads(eventually("rawPayload delivered", lambda: d.get_state("statestore", "got-raw").data))
+    check("rawPayload: the app gets the published bytes, no envelope", bytes.fromhex(got["data"]) == payload, got)
+    check("rawPayload: the publisher's content type", got["datacontenttype"] == "application/x-custom", got)
 
     d.publish_event("pubsub", "flaky", "f")
     n = eventually("retry redelivers", lambda: d.get_state("statestore", "flaky-attempts").data)

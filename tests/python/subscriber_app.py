@@ -2,7 +2,7 @@
 (key = topic) so a separate checker script can see deliveries.
 
 orders: accepts; flaky: RETRY twice then SUCCESS; poison: DROP (dead letter -> deadletters);
-stubborn: always RETRY (dead letter -> deadletters)."""
+stubborn: always RETRY (dead letter -> deadletters); raw: records the bytes of rawPayload events."""
 import json
 import os
 import warnings
@@ -35,6 +35,12 @@ def record(key, event):
 @app.subscribe(pubsub_name="pubsub", topic="orders")
 def orders(event):
     record("got-orders", event)
+    return TopicEventResponse("success")
+
+
+@app.subscribe(pubsub_name="pubsub", topic="raw")
+def raw(event):
+    client.save_state("statestore", "got-raw", json.dumps({"data": event.Data().hex(), "datacontenttype": event.ContentType()}))
     return TopicEventResponse("success")
 
 
