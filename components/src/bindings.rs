@@ -55,6 +55,11 @@ pub trait InputBinding: Send + Sync + 'static {
     /// Delivers events to `handler` until `cancel` fires; the caller runs it on its own task.
     async fn read(&self, handler: BindingHandler, cancel: CancellationToken) -> Result<(), ComponentError>;
 
+    /// Dapr's `route` metadata: the HTTP path events are POSTed to; `None` means `/<binding-name>`.
+    fn route(&self) -> Option<&str> {
+        None
+    }
+
     /// Releases backend resources; idempotent.
     async fn close(&self) {}
 }

@@ -238,8 +238,9 @@ impl AppChannel {
         Ok(status)
     }
 
-    /// Delivers one input binding event; `Err` when the app did not accept it.
-    pub async fn deliver_binding(&self, name: &str, data: Bytes, metadata: HashMap<String, String>) -> Result<(), String> {
+    /// Delivers one input binding event (gRPC: `OnBindingEvent` with `name`; HTTP: POST to `route`);
+    /// `Err` when the app did not accept it.
+    pub async fn deliver_binding(&self, name: &str, route: &str, data: Bytes, metadata: HashMap<String, String>) -> Result<(), String> {
         match self.protocol {
             AppProtocol::Grpc => {
                 let req = pb::BindingEventRequest { name: name.to_string(), data: data.to_vec(), metadata };
@@ -252,9 +253,9 @@ impl AppChannel {
                         headers.insert(k, v);
                     }
                 }
-                match self.http_call(Method::POST, name, headers, data).await? {
+                match self.http_call(Method::POST, route, headers, data).await? {
                     (s, _, _) if s.is_success() => Ok(()),
-                    (s, _, _) => Err(format!("POST /{name} answered {s}")),
+                    (s, _, _) => Err(format!("input binding {name:?}: POST /{} answered {s}", route.trim_start_matches('/'))),
                 }
             }
         }

@@ -135,10 +135,15 @@ async fn deliver(app_id: &str, app: &AppChannel, ps: &Arc<dyn PubSub>, sub: &Sub
 
 fn start_input_bindings(api: &Arc<Api>, app: &Arc<AppChannel>) {
     for (name, binding) in &api.stores.input_bindings {
-        let (name2, app2) = (name.clone(), app.clone());
+        // gRPC apps get the binding name; HTTP apps get a POST to `route` (default `/<name>`).
+        let target: Arc<(String, String)> = Arc::new((name.clone(), binding.route().unwrap_or(name).to_string()));
+        let app2 = app.clone();
         let handler: BindingHandler = Arc::new(move |ev: BindingEvent| {
-            let (name, app) = (name2.clone(), app2.clone());
-            Box::pin(async move { app.deliver_binding(&name, ev.data, ev.metadata).await.map_err(ComponentError::Unavailable) })
+            let (target, app) = (target.clone(), app2.clone());
+            Box::pin(async move {
+                let (name, route) = &*target;
+                app.deliver_binding(name, route, ev.data, ev.metadata).await.map_err(ComponentError::Unavailable)
+            })
         });
         let (binding, cancel) = (binding.clone(), api.cancel.child_token());
         api.tasks.spawn(

@@ -20,6 +20,9 @@ SUBSCRIPTIONS = [
 ]
 
 
+TICKS = []
+
+
 def save(key, value):
     http("POST", "/v1.0/state/statestore", [{"key": key, "value": value}])
 
@@ -48,6 +51,10 @@ class Handler(BaseHTTPRequestHandler):
             ev = json.loads(body)
             save("http-" + self.path.strip("/") + "-" + ev["topic"], ev)
             return self.reply(200, b'{"status": "SUCCESS"}')
+        if self.path == "/cron-route":
+            TICKS.append(1)
+            save("http-cron", len(TICKS))
+            return self.reply(200)
         if self.path == "/raw":
             save("http-raw", {"body": body.hex(), "ct": self.headers.get("Content-Type", "")})
             return self.reply(200, b'{"status": "SUCCESS"}')

@@ -2,7 +2,8 @@
 (key = topic) so a separate checker script can see deliveries.
 
 orders: accepts; flaky: RETRY twice then SUCCESS; poison: DROP (dead letter -> deadletters);
-stubborn: always RETRY (dead letter -> deadletters); raw: records the bytes of rawPayload events."""
+stubborn: always RETRY (dead letter -> deadletters); raw: records the bytes of rawPayload events.
+Input binding cron-tick: counts its events (key binding-cron-tick)."""
 import json
 import os
 import warnings
@@ -15,7 +16,7 @@ from dapr.ext.grpc import App
 
 app = App()
 client = DaprClient()
-attempts = {"flaky": 0, "stubborn": 0}
+attempts = {"flaky": 0, "stubborn": 0, "cron-tick": 0}
 
 
 def record(key, event):
@@ -69,6 +70,12 @@ def dead(event):
     data = event.Data().decode() if isinstance(event.Data(), bytes) else str(event.Data())
     client.save_state("statestore", "dead-" + data, str(attempts["stubborn"]))
     return TopicEventResponse("success")
+
+
+@app.binding("cron-tick")
+def cron_tick(request):
+    attempts["cron-tick"] += 1
+    client.save_state("statestore", "binding-cron-tick", str(attempts["cron-tick"]))
 
 
 app.run(int(os.environ["APP_PORT"]))

@@ -25,6 +25,11 @@ struct Sidecar {
 
 impl Sidecar {
     async fn start(app_id: &str, app: Option<(u16, &str)>, extra: &[&str]) -> Sidecar {
+        Self::start_with_resources(app_id, app, extra, "").await
+    }
+
+    /// Like `start`, with `resources` (more YAML documents) in a second file of the resources path.
+    async fn start_with_resources(app_id: &str, app: Option<(u16, &str)>, extra: &[&str], resources: &str) -> Sidecar {
         let dir = TempDir::new("runtime");
         let res = dir.0.join("components");
         std::fs::create_dir_all(&res).expect("components dir");
@@ -34,6 +39,9 @@ impl Sidecar {
             .replace("{SECRETS_FILE}", &dir.0.join("secrets.json").display().to_string())
             .replace("{FILES_DIR}", &dir.0.join("files").display().to_string());
         std::fs::write(res.join("components.yaml"), yaml).expect("components");
+        if !resources.is_empty() {
+            std::fs::write(res.join("more.yaml"), resources).expect("more resources");
+        }
         let (grpc, http) = (free_port().to_string(), free_port().to_string());
         let res = res.display().to_string();
         let mut args = vec!["--app-id", app_id, "--dapr-grpc-port", &grpc, "--dapr-http-port", &http, "--resources-path", &res];
@@ -121,4 +129,73 @@ async fn api_token_and_shutdown_rpc_drains_the_sidecar() {
     assert_ok("token_check.py", &s.run("token_check.py", &[("DAPR_API_TOKEN", "t0ken")]).await);
     let code = s.proxy.wait_exit(Duration::from_secs(20)).await;
     assert_eq!(code, Some(0), "the Shutdown RPC should drain the sidecar and exit 0");
+}
+
+const CRON_TICK: &str = "
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {name: cron-tick}
+spec:
+  type: bindings.cron
+  version: v1
+  metadata:
+  - {name: schedule, value: '@every 1s'}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_input_binding_reaches_a_grpc_app() {
+    let port = free_port();
+    let s = Sidecar::start_with_resources("binding-app", Some((port, "grpc")), &[], CRON_TICK).await;
+    let _app = s.spawn_app("subscriber_app.py", port);
+    assert_ok("binding_check.py", &s.run("binding_check.py", &[]).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declarative_subscriptions_and_cron_route_reach_an_http_app() {
+    let resources = r#"
+apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata: {name: decl}
+spec:
+  pubsubname: pubsub
+  topic: decl
+  routes:
+    rules:
+    - {match: 'event.type == "widget"', path: /widgets}
+    - {match: 'event.data.kind == "poison"', path: /nowhere}
+    default: /orders
+  deadLetterTopic: decl-dead
+scopes: [decl-app]
+---
+apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata: {name: decl-dead}
+spec:
+  pubsubname: pubsub
+  topic: decl-dead
+  routes: {default: /orders}
+---
+apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata: {name: decl-other}
+spec:
+  pubsubname: pubsub
+  topic: decl-other
+  routes: {default: /orders}
+scopes: [some-other-app]
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {name: cron-http}
+spec:
+  type: bindings.cron
+  version: v1
+  metadata:
+  - {name: schedule, value: '@every 1s'}
+  - {name: route, value: /cron-route}
+"#;
+    let port = free_port();
+    let s = Sidecar::start_with_resources("decl-app", Some((port, "http")), &[], resources).await;
+    let _app = s.spawn_app("http_app.py", port);
+    assert_ok("declarative_check.py", &s.run("declarative_check.py", &[]).await);
 }

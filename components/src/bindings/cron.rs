@@ -14,12 +14,15 @@ use crate::metadata::{Metadata, MetadataError, parse_duration};
 #[derive(Debug)]
 pub struct CronBinding {
     every: Duration,
+    route: Option<String>,
 }
 
 impl CronBinding {
-    /// Reads `schedule` (required; `@every 10s` form) and Dapr's `direction`.
+    /// Reads `schedule` (required; `@every 10s` form), Dapr's `route` (the app's HTTP path for
+    /// events) and `direction`.
     pub fn from_config(mut metadata: Metadata) -> Result<Self, MetadataError> {
         let schedule = metadata.require("schedule")?;
+        let route = metadata.take("route").filter(|r| !r.is_empty());
         metadata.ignore("direction");
         metadata.finish()?;
         let every = schedule
@@ -31,12 +34,16 @@ impl CronBinding {
                 value: schedule.clone(),
                 reason: "is not supported (use \"@every <duration>\", e.g. \"@every 10s\")".to_string(),
             })?;
-        Ok(Self { every })
+        Ok(Self { every, route })
     }
 }
 
 #[async_trait::async_trait]
 impl InputBinding for CronBinding {
+    fn route(&self) -> Option<&str> {
+        self.route.as_deref()
+    }
+
     async fn read(&self, handler: BindingHandler, cancel: CancellationToken) -> Result<(), ComponentError> {
         let mut ticker = tokio::time::interval(self.every);
         ticker.tick().await; // the first tick is immediate; cron fires after one interval
