@@ -11,9 +11,10 @@ for p in wrk haproxy nginx; do
   command -v $p >/dev/null || { echo "installing $p" >&2; apt-get install -y -qq wrk haproxy nginx-light >/dev/null; }
 done
 cargo build --release -q -p oxidecar -p oxidecar-tests --bin oxidecar --bin loadgen
+cargo build --release -q -p oxidecar --example bare_pingora
 BIN=$CARGO_TARGET_DIR/release
 WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf $WORK' EXIT
-UP=18480; OX=18481; HA=18482; NG=18483; ADMIN=18490
+UP=18480; OX=18481; HA=18482; NG=18483; BP=18484; ADMIN=18490
 
 # Upstream: nginx with a 13-byte static answer, one worker on CPU 0.
 cat > $WORK/upstream.conf <<CONF
@@ -38,6 +39,9 @@ clusters:
 CONF
 RUST_LOG=warn taskset -c 1 $BIN/oxidecar run --config $WORK/oxidecar.yaml --concurrency 1 2>$WORK/ox.err &
 OXPID=$!
+
+# Bare Pingora (one fixed upstream, nothing else): Pingora's own per-request cost.
+taskset -c 1 $BIN/examples/bare_pingora 127.0.0.1:$BP 127.0.0.1:$UP 2>$WORK/bp.err &
 
 cat > $WORK/haproxy.cfg <<CONF
 global
@@ -66,7 +70,7 @@ http { access_log off; keepalive_requests 1000000;
 CONF
 taskset -c 1 nginx -c $WORK/nginx-proxy.conf &
 
-for port in $UP $OX $HA $NG; do
+for port in $UP $OX $HA $NG $BP; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 done
 rss_kb() { awk '/VmRSS/ {print $2}' /proc/$1/status; }
@@ -76,8 +80,8 @@ saturate() { taskset -c 0 wrk -t1 -c64 -d${DUR}s --latency "http://127.0.0.1:$1/
 latency() { taskset -c 0 $BIN/loadgen "http://127.0.0.1:$1/" 1000 "$DUR" 16; }
 
 declare -A RPS LAT
-for name in direct oxidecar haproxy nginx; do
-  case $name in direct) port=$UP;; oxidecar) port=$OX;; haproxy) port=$HA;; nginx) port=$NG;; esac
+for name in direct oxidecar bare-pingora haproxy nginx; do
+  case $name in direct) port=$UP;; oxidecar) port=$OX;; haproxy) port=$HA;; nginx) port=$NG;; bare-pingora) port=$BP;; esac
   saturate $port >/dev/null  # warm-up: pools and caches
   RPS[$name]=$(saturate $port)
   if [ $name = oxidecar ]; then LOAD_RSS=$(rss_kb $OXPID); fi
@@ -90,7 +94,7 @@ d50=$(field "${LAT[direct]}" p50_us); d99=$(field "${LAT[direct]}" p99_us)
 
 echo "| path | req/s at saturation (1 core) | vs HAProxy | p50 at 1k req/s (ms) | p99 at 1k req/s (ms) | added p50 (ms) | added p99 (ms) | errors |"
 echo "|---|---|---|---|---|---|---|---|"
-for name in direct oxidecar haproxy nginx; do
+for name in direct oxidecar bare-pingora haproxy nginx; do
   p50=$(field "${LAT[$name]}" p50_us); p99=$(field "${LAT[$name]}" p99_us); err=$(field "${LAT[$name]}" errors)
   echo "| $name | ${RPS[$name]} | $(ratio ${RPS[$name]} ${RPS[haproxy]}) | $(ms $p50) | $(ms $p99) | $(ms $((p50-d50))) | $(ms $((p99-d99))) | $err |"
 done
