@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_norway::Value;
@@ -10,6 +11,7 @@ use serde_norway::Value;
 use crate::Component;
 use crate::metadata::Metadata;
 use crate::registry::Registry;
+use crate::state::prefix::{PrefixedStateStore, prefix_for};
 use crate::subscription::{Match, Routes, Rule, Subscription};
 
 /// A resource file or component that cannot be used; names the file, the resource and the problem.
@@ -171,7 +173,17 @@ pub async fn load_resources(paths: &[PathBuf], app_id: &str, registry: &Registry
                 .map_err(|m| err(format!("spec.metadata[{i}] ({}): {m}", entry.name)))?;
             values.insert(entry.name.clone(), value);
         }
-        let component = ctor(Metadata::new(values)).map_err(|e| err(e.to_string()))?;
+        // daprd applies `keyPrefix` to every state store: keys live under `<prefix>||` in the backend.
+        let key_prefix = if doc.spec.type_name.starts_with("state.") {
+            let prefix = values.remove("keyPrefix");
+            prefix_for(prefix.as_deref(), app_id, &doc.metadata.name)
+        } else {
+            None
+        };
+        let component = match (ctor(Metadata::new(values)).map_err(|e| err(e.to_string()))?, key_prefix) {
+            (Component::State(store), Some(prefix)) => Component::State(Arc::new(PrefixedStateStore::new(store, prefix))),
+            (other, _) => other,
+        };
         components.push(LoadedComponent {
             name: doc.metadata.name,
             type_name: doc.spec.type_name,

@@ -87,6 +87,8 @@ impl Registry {
     pub fn builtin() -> Self {
         let mut r = Self::empty();
         r.register("state.in-memory", |m| Ok(Component::State(Arc::new(InMemoryStateStore::from_config(m)?))));
+        #[cfg(feature = "redis")]
+        r.register("state.redis", |m| Ok(Component::State(Arc::new(crate::state::redis::RedisStateStore::from_config(m)?))));
         r.register("pubsub.in-memory", |m| Ok(Component::PubSub(Arc::new(InMemoryPubSub::from_config(m)?))));
         r.register("configuration.in-memory", |m| {
             Ok(Component::Configuration(Arc::new(InMemoryConfigStore::from_config(m)?)))

@@ -1,9 +1,13 @@
 //! State store building block: key/value with ETags, TTL and transactions.
 
+pub mod conformance;
 pub mod in_memory;
+pub mod prefix;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
@@ -118,6 +122,27 @@ pub trait StateStore: Send + Sync + 'static {
     async fn close(&self) {}
 }
 
+/// Response metadata key with the RFC 3339 time a key saved with `ttlInSeconds` expires (as Dapr).
+pub const TTL_EXPIRE_TIME: &str = "ttlExpireTime";
+
+/// Formats a time as RFC 3339 in UTC with second precision (`2024-05-01T12:00:00Z`), the form Dapr
+/// answers in `ttlExpireTime`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 /// Reads Dapr's `ttlInSeconds` request metadata: `None` for no TTL (absent or -1).
 pub fn ttl_from_metadata(metadata: &HashMap<String, String>) -> Result<Option<Duration>, ComponentError> {
     let Some(raw) = metadata.get("ttlInSeconds") else {
@@ -132,5 +157,17 @@ pub fn ttl_from_metadata(metadata: &HashMap<String, String>) -> Result<Option<Du
             "metadata ttlInSeconds: {s} must be -1 or greater"
         ))),
         s => Ok(Some(Duration::from_secs(s as u64))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_709_251_199)), "2024-02-29T23:59:59Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
     }
 }

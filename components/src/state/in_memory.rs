@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
 use super::{
     Concurrency, DeleteRequest, SetRequest, StateFeature, StateItem, StateStore, TransactionOp,
-    ttl_from_metadata,
+    TTL_EXPIRE_TIME, rfc3339, ttl_from_metadata,
 };
 use crate::ComponentError;
 use crate::metadata::{Metadata, MetadataError};
@@ -18,12 +18,19 @@ use crate::metadata::{Metadata, MetadataError};
 struct Entry {
     value: Bytes,
     etag: u64,
-    expires: Option<Instant>,
+    expires: Option<Expiry>,
+}
+
+/// When a key with a TTL expires: the monotonic deadline decides, the wall-clock time is reported.
+#[derive(Debug, Clone, Copy)]
+struct Expiry {
+    at: Instant,
+    wall: SystemTime,
 }
 
 impl Entry {
     fn live(&self, now: Instant) -> bool {
-        self.expires.is_none_or(|t| t > now)
+        self.expires.is_none_or(|t| t.at > now)
     }
 }
 
@@ -73,14 +80,14 @@ impl InMemoryStateStore {
         }
     }
 
-    fn validate_set(req: &SetRequest) -> Result<Option<Instant>, ComponentError> {
+    fn validate_set(req: &SetRequest) -> Result<Option<Expiry>, ComponentError> {
         if req.key.is_empty() {
             return Err(ComponentError::InvalidRequest("key is empty".to_string()));
         }
-        Ok(ttl_from_metadata(&req.metadata)?.map(|ttl| Instant::now() + ttl))
+        Ok(ttl_from_metadata(&req.metadata)?.map(|ttl| Expiry { at: Instant::now() + ttl, wall: SystemTime::now() + ttl }))
     }
 
-    fn apply_set(&self, items: &mut HashMap<String, Entry>, req: SetRequest, expires: Option<Instant>) {
+    fn apply_set(&self, items: &mut HashMap<String, Entry>, req: SetRequest, expires: Option<Expiry>) {
         let etag = self.next_etag.fetch_add(1, Ordering::Relaxed) + 1;
         items.insert(req.key, Entry { value: req.value, etag, expires });
     }
@@ -99,7 +106,10 @@ impl StateStore for InMemoryStateStore {
             Some(e) if e.live(now) => Ok(Some(StateItem {
                 value: e.value.clone(),
                 etag: Some(e.etag.to_string()),
-                metadata: HashMap::new(),
+                metadata: match e.expires {
+                    Some(x) => HashMap::from([(TTL_EXPIRE_TIME.to_string(), rfc3339(x.wall))]),
+                    None => HashMap::new(),
+                },
             })),
             Some(_) => {
                 items.remove(key);
@@ -175,60 +185,11 @@ impl StateStore for InMemoryStateStore {
 mod tests {
     use super::*;
 
-    fn set(key: &str, value: &str) -> SetRequest {
-        SetRequest { key: key.into(), value: Bytes::from(value.to_string()), ..Default::default() }
-    }
-
     #[tokio::test]
-    async fn etags_and_concurrency() {
-        let s = InMemoryStateStore::default();
-        s.set(set("k", "1")).await.unwrap();
-        let item = s.get("k").await.unwrap().unwrap();
-        let etag = item.etag.clone().unwrap();
-        // Matching etag succeeds and changes the etag.
-        s.set(SetRequest { etag: Some(etag.clone()), ..set("k", "2") }).await.unwrap();
-        // The old etag is now stale.
-        let err = s.set(SetRequest { etag: Some(etag.clone()), ..set("k", "3") }).await.unwrap_err();
-        assert_eq!(err, ComponentError::EtagMismatch { key: "k".into() });
-        assert!(matches!(
-            s.set(SetRequest { etag: Some("abc".into()), ..set("k", "3") }).await,
-            Err(ComponentError::EtagInvalid { .. })
-        ));
-        // First-write without an etag fails on an existing key and works on a new one.
-        let fw = |k: &str| SetRequest { concurrency: Concurrency::FirstWrite, ..set(k, "x") };
-        assert!(s.set(fw("k")).await.is_err());
-        s.set(fw("new")).await.unwrap();
-        // Delete with a stale etag fails; without one it works.
-        assert!(s.delete(DeleteRequest { key: "k".into(), etag: Some(etag), ..Default::default() }).await.is_err());
-        s.delete(DeleteRequest { key: "k".into(), ..Default::default() }).await.unwrap();
-        assert_eq!(s.get("k").await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn ttl_expires() {
-        let s = InMemoryStateStore::default();
-        let mut req = set("t", "v");
-        req.metadata.insert("ttlInSeconds".into(), "0".into());
-        s.set(req).await.unwrap();
-        assert_eq!(s.get("t").await.unwrap(), None);
-        let mut bad = set("t", "v");
-        bad.metadata.insert("ttlInSeconds".into(), "soon".into());
-        assert!(matches!(s.set(bad).await, Err(ComponentError::InvalidRequest(m)) if m.contains("ttlInSeconds")));
-    }
-
-    #[tokio::test]
-    async fn transaction_is_atomic() {
-        let s = InMemoryStateStore::default();
-        s.set(set("a", "1")).await.unwrap();
-        let ops = vec![
-            TransactionOp::Set(set("b", "2")),
-            TransactionOp::Delete(DeleteRequest { key: "a".into(), etag: Some("999".into()), ..Default::default() }),
-        ];
-        assert!(s.transact(ops).await.is_err());
-        assert_eq!(s.get("b").await.unwrap(), None, "nothing applied after a failed check");
-        let ops = vec![TransactionOp::Set(set("b", "2")), TransactionOp::Delete(DeleteRequest { key: "a".into(), ..Default::default() })];
-        s.transact(ops).await.unwrap();
-        assert!(s.get("a").await.unwrap().is_none());
-        assert_eq!(s.get("b").await.unwrap().unwrap().value, Bytes::from("2"));
+    async fn passes_the_state_conformance_suite() {
+        let store = InMemoryStateStore::default();
+        if let Err(e) = crate::state::conformance::run(&store, "mem").await {
+            panic!("state.in-memory conformance: {e}");
+        }
     }
 }
