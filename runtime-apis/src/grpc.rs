@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use dapr::dapr::proto::runtime::v1::dapr_server::DaprServer;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status};
@@ -84,8 +85,16 @@ fn token_check(token: Option<String>) -> impl FnMut(Request<()>) -> Result<Reque
 pub async fn serve(api: Arc<Api>, listener: TcpListener, shutdown: CancellationToken) -> Result<(), tonic::transport::Error> {
     let token = api.config.api_token.clone();
     let svc = DaprServer::with_interceptor(GrpcApi { api }, token_check(token));
+    // The builder's tcp_nodelay only applies to listeners tonic binds itself; small unary answers
+    // must not wait for Nagle + delayed ACK, so set it on every accepted connection.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(c) = &conn {
+            let _ = c.set_nodelay(true);
+        }
+        conn
+    });
     tonic::transport::Server::builder()
         .add_service(svc)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
 }
