@@ -72,6 +72,8 @@ pub struct RequestCtx {
     grpc_status: Option<String>,
     /// A service invocation from a peer sidecar, handed to the local runtime.
     to_runtime: bool,
+    /// A service invocation from a peer sidecar, delivered straight to the local HTTP app.
+    to_app: bool,
     /// The request's lane, and whether it came from trace memory (then it is added as a header).
     lane: Option<String>,
     lane_remembered: bool,
@@ -140,6 +142,14 @@ impl Drop for RequestCtx {
             cluster.stats.rq_retry_active.fetch_sub(u64::from(self.retries), Ordering::Relaxed);
         }
     }
+}
+
+/// The app's own path for `/v1.0/invoke/{app-id}/method/{method...}`: `/{method...}`.
+fn app_path(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v1.0/invoke/")?;
+    let (_app, rest) = rest.split_once('/')?;
+    let method = rest.strip_prefix("method")?;
+    method.starts_with('/').then_some(method)
 }
 
 /// The connection's local address and, when it was redirected, its original destination.
@@ -212,13 +222,20 @@ impl MeshHttp {
     }
 
     /// The local runtime, when this request is a service invocation arriving on an inbound listener.
-    fn invocation_target(&self, session: &Session, tables: &Tables) -> Option<Arc<ClusterState>> {
+    /// Where an invocation arriving on an inbound listener goes, and whether that is the app itself.
+    fn invocation_target(&self, session: &Session, tables: &Tables) -> Option<(Arc<ClusterState>, bool)> {
         let runtime = tables.runtime.as_ref()?;
         let req = session.req_header();
         let invoked = self.direction(tables) == TrafficDirection::Inbound
             && req.uri.path().starts_with("/v1.0/invoke/")
             && req.headers.contains_key(&crate::invoke::INVOKED_HEADER);
-        invoked.then(|| runtime.cluster.clone())
+        if !invoked {
+            return None;
+        }
+        Some(match &runtime.http_app {
+            Some(app) if app_path(req.uri.path()).is_some() => (app.clone(), true),
+            _ => (runtime.cluster.clone(), false),
+        })
     }
 
     fn direction(&self, tables: &Tables) -> TrafficDirection {
@@ -279,6 +296,7 @@ impl ProxyHttp for MeshHttp {
             reply: None,
             grpc_status: None,
             to_runtime: false,
+            to_app: false,
             lane: None,
             lane_remembered: false,
             hash_key: None,
@@ -292,11 +310,13 @@ impl ProxyHttp for MeshHttp {
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
         self.find_lane(session, ctx);
-        if let Some(runtime) = self.invocation_target(session, &ctx.tables) {
-            // Service invocation from a peer sidecar: the local runtime delivers it to the app.
-            runtime.stats.rq_active.fetch_add(1, Ordering::Relaxed);
-            ctx.cluster = Some(Admitted(runtime));
-            ctx.to_runtime = true;
+        if let Some((target, to_app)) = self.invocation_target(session, &ctx.tables) {
+            // Service invocation from a peer sidecar: to the HTTP app directly, or through the
+            // local runtime (which speaks OnInvoke to a gRPC app).
+            target.stats.rq_active.fetch_add(1, Ordering::Relaxed);
+            ctx.cluster = Some(Admitted(target));
+            ctx.to_app = to_app;
+            ctx.to_runtime = !to_app;
             return Ok(false);
         }
         let route = match self.route(session, ctx) {
@@ -492,6 +512,16 @@ impl ProxyHttp for MeshHttp {
                 upstream.insert_header(ctx.tables.snapshot.lanes.header.clone(), lane)?;
             }
         }
+        if ctx.to_app {
+            let path = app_path(upstream.uri.path()).unwrap_or("/");
+            let uri = match upstream.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_string(),
+            };
+            let uri = uri.parse::<http::Uri>().map_err(|e| Error::explain(ErrorType::InvalidHTTPHeader, format!("invoke path: {e}")))?;
+            upstream.set_uri(uri);
+            upstream.remove_header(&crate::invoke::INVOKED_HEADER);
+        }
         if ctx.to_runtime {
             if let Some(token) = ctx.tables.runtime.as_ref().and_then(|r| r.api_token.clone()) {
                 upstream.insert_header("dapr-api-token", token)?;
@@ -664,5 +694,19 @@ impl ProxyHttp for MeshHttp {
             upstream = ?ctx.tried.last().and_then(|i| ctx.cluster.as_ref().map(|c| c.0.endpoints[*i].address)),
             duration_ms = ctx.start.elapsed().as_millis() as u64,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::app_path;
+
+    #[test]
+    fn invoke_paths_map_to_the_apps_own_path() {
+        assert_eq!(app_path("/v1.0/invoke/orders/method/neworder"), Some("/neworder"));
+        assert_eq!(app_path("/v1.0/invoke/orders/method/api/v2/items"), Some("/api/v2/items"));
+        assert_eq!(app_path("/v1.0/invoke/orders/method"), None);
+        assert_eq!(app_path("/v1.0/invoke/orders/methodx/a"), None);
+        assert_eq!(app_path("/v1.0/state/x"), None);
     }
 }

@@ -149,7 +149,11 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
     let health_listener = bind("health", admin_cfg.health_address).map_err(|e| StartupError(vec![e]))?;
 
     let metrics = Metrics::new().map_err(|e| StartupError(vec![format!("metrics registry: {e}")]))?;
-    let runtime = LocalRuntime::new(opts.runtime.http_addr, opts.runtime.api_token.as_deref());
+    let http_app = match (opts.runtime.app_port, opts.runtime.app_protocol) {
+        (Some(port), oxidecar_runtime_apis::AppProtocol::Http) => Some(SocketAddr::from(([127, 0, 0, 1], port))),
+        _ => None,
+    };
+    let runtime = LocalRuntime::new(opts.runtime.http_addr, http_app, opts.runtime.api_token.as_deref());
     let tables = Tables::build(Arc::new(snapshot), None, Some(Arc::new(runtime))).map_err(|e| StartupError(vec![e.to_string()]))?;
     let shared = Shared::new(tables, metrics);
     let control_stop = CancellationToken::new();

@@ -139,23 +139,36 @@ pub struct Tables {
 #[derive(Debug)]
 pub struct LocalRuntime {
     pub cluster: Arc<ClusterState>,
+    /// The local app itself when it speaks HTTP: invocations skip the runtime hop and go straight
+    /// to it (a gRPC app needs the runtime to turn them into `OnInvoke`).
+    pub http_app: Option<Arc<ClusterState>>,
     /// `DAPR_API_TOKEN`, added to handed-over invocations when the runtime requires it.
     pub api_token: Option<http::HeaderValue>,
 }
 
 impl LocalRuntime {
-    pub fn new(http_addr: SocketAddr, api_token: Option<&str>) -> Self {
-        let cluster = ClusterState {
-            name: "dapr-runtime".into(),
-            service: "dapr-runtime".into(),
-            service_name: "dapr-runtime".into(),
+    pub fn new(http_addr: SocketAddr, http_app: Option<SocketAddr>, api_token: Option<&str>) -> Self {
+        Self {
+            cluster: Arc::new(local_cluster("dapr-runtime", http_addr)),
+            http_app: http_app.map(|a| Arc::new(local_cluster("dapr-app", a))),
+            api_token: api_token.and_then(|t| http::HeaderValue::from_str(t).ok()),
+        }
+    }
+}
+
+/// A one-endpoint cluster for something on this host.
+fn local_cluster(name: &str, address: SocketAddr) -> ClusterState {
+        ClusterState {
+            name: name.into(),
+            service: name.into(),
+            service_name: name.into(),
             kind: ClusterKind::Static,
             connect_timeout: Duration::from_secs(1),
             protocol: UpstreamProtocol::Http1,
             circuit_breakers: model::CircuitBreakers::default(),
             lb: LoadBalancer::new(model::LbPolicy::RoundRobin, &[1], &[]),
             endpoints: vec![EndpointState {
-                address: http_addr,
+                address,
                 lane: None,
                 weight: 1,
                 labels: Default::default(),
@@ -165,9 +178,7 @@ impl LocalRuntime {
             outlier: None,
             lanes: Default::default(),
             has_base: true,
-        };
-        Self { cluster: Arc::new(cluster), api_token: api_token.and_then(|t| http::HeaderValue::from_str(t).ok()) }
-    }
+        }
 }
 
 /// Why a validated snapshot still could not become tables.

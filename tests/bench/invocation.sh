@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Service invocation benchmark: app → sidecar A (runtime API) → A's outbound listener → sidecar B's
+# inbound listener → B's runtime → app, beside a direct app → app call, in one run. Both sidecars
+# share CPU 1; the load generator and the target app (nginx) share CPU 0.
+# Usage: bash tests/bench/invocation.sh [seconds-per-run]   (Markdown table on stdout)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DUR=${1:-10}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/oxidecar-target}"
+command -v wrk >/dev/null && command -v nginx >/dev/null || apt-get install -y -qq wrk nginx-light >/dev/null
+cargo build --release -q -p oxidecar -p oxidecar-tests --bin oxidecar --bin loadgen
+BIN=$CARGO_TARGET_DIR/release
+WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf $WORK' EXIT
+APP=18580; A_OUT=18581; B_IN=18582; A_HTTP=18583; B_HTTP=18584
+
+cat > $WORK/app.conf <<CONF
+worker_processes 1; daemon off; pid $WORK/app.pid; error_log $WORK/app.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$APP; location / { return 200 "order accepted\n"; } } }
+CONF
+taskset -c 0 nginx -c $WORK/app.conf &
+
+admin() { echo "admin: { address: 127.0.0.1:$1, metrics_addresses: [127.0.0.1:$(($1+1))], health_address: 127.0.0.1:$(($1+2)) }"; }
+cat > $WORK/a.yaml <<CONF
+$(admin 18590)
+listeners:
+  - name: virtualOutbound
+    address: 127.0.0.1:$A_OUT
+    filter_chains: [{ http: { route_config: out } }]
+route_configs:
+  - name: out
+    virtual_hosts: [{ name: orders, domains: ["orders"], routes: [{ match: { prefix: "/" }, route: { cluster: orders } }] }]
+clusters:
+  - { name: orders, protocol: http1, endpoints: [{ address: 127.0.0.1:$B_IN }] }
+CONF
+cat > $WORK/b.yaml <<CONF
+$(admin 18595)
+listeners:
+  - name: virtualInbound
+    address: 127.0.0.1:$B_IN
+    direction: inbound
+    filter_chains: [{ http: { route_config: in } }]
+route_configs:
+  - name: in
+    virtual_hosts: [{ name: app, domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: app } }] }]
+clusters:
+  - { name: app, endpoints: [{ address: 127.0.0.1:$APP }] }
+CONF
+RUST_LOG=warn taskset -c 1 $BIN/oxidecar run -c $WORK/a.yaml --concurrency 1 --app-id checkout --dapr-http-port $A_HTTP --dapr-grpc-port 18585 2>$WORK/a.err &
+RUST_LOG=warn taskset -c 1 $BIN/oxidecar run -c $WORK/b.yaml --concurrency 1 --app-id orders --app-port $APP --dapr-http-port $B_HTTP --dapr-grpc-port 18586 2>$WORK/b.err &
+for port in $APP $A_OUT $B_IN $A_HTTP $B_HTTP; do
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+done
+DIRECT="http://127.0.0.1:$APP/neworder"
+INVOKE="http://127.0.0.1:$A_HTTP/v1.0/invoke/orders/method/neworder"
+# One leg only: the target sidecar's runtime delivering to its own app.
+LOCAL="http://127.0.0.1:$B_HTTP/v1.0/invoke/orders/method/neworder"
+curl -sf "$INVOKE" >/dev/null || { echo "invocation path is not working" >&2; cat $WORK/a.err $WORK/b.err >&2; exit 1; }
+
+field() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1==k {print $2}'; }
+ms() { awk -v us="$1" 'BEGIN { printf "%.3f", us/1000 }'; }
+echo "| path | max req/s | p50 at 1k req/s (ms) | p99 at 1k req/s (ms) | added p50 (ms) | added p99 (ms) | errors |"
+echo "|---|---|---|---|---|---|---|"
+declare -A LAT RPS
+for name in direct local-delivery invocation; do
+  case $name in direct) url=$DIRECT;; local-delivery) url=$LOCAL;; invocation) url=$INVOKE;; esac
+  taskset -c 0 wrk -t1 -c32 -d3s "$url" >/dev/null
+  RPS[$name]=$(taskset -c 0 wrk -t1 -c32 -d${DUR}s "$url" | awk '/Requests\/sec/ {print $2}')
+  LAT[$name]=$(taskset -c 0 $BIN/loadgen "$url" 1000 "$DUR" 16)
+done
+d50=$(field "${LAT[direct]}" p50_us); d99=$(field "${LAT[direct]}" p99_us)
+for name in direct local-delivery invocation; do
+  p50=$(field "${LAT[$name]}" p50_us); p99=$(field "${LAT[$name]}" p99_us)
+  echo "| $name | ${RPS[$name]} | $(ms $p50) | $(ms $p99) | $(ms $((p50-d50))) | $(ms $((p99-d99))) | $(field "${LAT[$name]}" errors) |"
+done
