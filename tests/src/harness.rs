@@ -292,3 +292,49 @@ pub fn http_config(port: u16, vhosts: &str, clusters: &str) -> String {
 pub fn catch_all(action: &str) -> String {
     format!("      - {{ name: all, domains: [\"*\"], routes: [{{ match: {{ prefix: \"/\" }}, route: {{ {action} }} }}] }}\n")
 }
+
+/// Closed-loop GET load from `workers` keep-alive clients until `finish`; counts 200s and the rest.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ok: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    failed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(url: &str, workers: usize) -> Load {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let ok = std::sync::Arc::new(AtomicU64::new(0));
+        let failed = std::sync::Arc::new(AtomicU64::new(0));
+        let tasks = (0..workers)
+            .map(|_| {
+                let (stop, ok, failed, url) = (stop.clone(), ok.clone(), failed.clone(), url.to_string());
+                tokio::spawn(async move {
+                    let c = http1_client();
+                    while !stop.load(Ordering::SeqCst) {
+                        match send(&c, "GET", &url, &[], "").await {
+                            Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::SeqCst),
+                            _ => failed.fetch_add(1, Ordering::SeqCst),
+                        };
+                    }
+                })
+            })
+            .collect();
+        Load { stop, ok, failed, tasks }
+    }
+
+    /// Requests answered 200 so far.
+    pub fn ok(&self) -> u64 {
+        self.ok.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops the load and returns (ok, failed).
+    pub async fn finish(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for t in self.tasks {
+            t.await.expect("load task");
+        }
+        (self.ok.load(std::sync::atomic::Ordering::SeqCst), self.failed.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}

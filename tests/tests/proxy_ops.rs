@@ -2,8 +2,6 @@
 //! endpoints, and the embedded default.
 
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use oxidecar_tests::upstream::http_upstream;
@@ -61,21 +59,7 @@ async fn hot_reload_under_load_loses_no_request_and_rejects_bad_files() {
     let port = free_port();
     let p = Proxy::start(AdminPorts::new(), &one_route(port, v1.port(), "")).await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let mut load = Vec::new();
-    for _ in 0..4 {
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        load.push(tokio::spawn(async move {
-            let c = http1_client();
-            while !stop.load(Ordering::SeqCst) {
-                match send(&c, "GET", &format!("http://127.0.0.1:{port}/"), &[], "").await {
-                    Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::SeqCst),
-                    _ => failed.fetch_add(1, Ordering::SeqCst),
-                };
-            }
-        }));
-    }
+    let load = Load::start(&format!("http://127.0.0.1:{port}/"), 4);
     eventually(Duration::from_secs(5), || async { (v1.count() > 50).then_some(()) }).await.expect("load running");
     p.rewrite_config(&one_route(port, v2.port(), ""));
     eventually(Duration::from_secs(10), || async { (v2.count() > 50).then_some(()) }).await.expect("traffic moved to v2");
@@ -98,11 +82,8 @@ async fn hot_reload_under_load_loses_no_request_and_rejects_bad_files() {
     p.signal("HUP");
     eventually(Duration::from_secs(10), || async { (v1.count() > v1_after + 50).then_some(()) }).await.expect("back on v1");
 
-    stop.store(true, Ordering::SeqCst);
-    for t in load {
-        t.await.expect("load task");
-    }
-    assert_eq!(failed.load(Ordering::SeqCst), 0, "{} ok", ok.load(Ordering::SeqCst));
+    let (ok, failed) = load.finish().await;
+    assert_eq!(failed, 0, "{ok} ok");
     let (code, dump) = p.admin("/config_dump").await;
     assert_eq!(code, 200);
     let dump: serde_json::Value = serde_json::from_str(&dump).expect("json");

@@ -2,8 +2,6 @@
 //! replaying non-idempotent requests unless the policy says so, per-try timeouts, and an instance
 //! killed under load while retries and outlier ejection keep requests succeeding.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use oxidecar_tests::grpc::{EchoClient, EchoRequest, grpc_upstream, grpc_upstream_failing};
@@ -134,21 +132,7 @@ async fn an_instance_killed_under_load_costs_almost_nothing_and_comes_back() {
         ),
     )
     .await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let mut load = Vec::new();
-    for _ in 0..4 {
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        load.push(tokio::spawn(async move {
-            let c = http1_client();
-            while !stop.load(Ordering::SeqCst) {
-                match send(&c, "GET", &format!("http://127.0.0.1:{port}/"), &[], "").await {
-                    Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::SeqCst),
-                    _ => failed.fetch_add(1, Ordering::SeqCst),
-                };
-            }
-        }));
-    }
+    let load = Load::start(&format!("http://127.0.0.1:{port}/"), 4);
     let victim = &instances[1];
     eventually(Duration::from_secs(5), || async { (victim.count() > 100).then_some(()) }).await.expect("load reaches all");
     victim.kill();
@@ -158,17 +142,13 @@ async fn an_instance_killed_under_load_costs_almost_nothing_and_comes_back() {
     })
     .await;
     assert!(ejected.is_some(), "the dead instance is ejected");
-    let at_kill = ok.load(Ordering::SeqCst);
-    eventually(Duration::from_secs(10), || async { (ok.load(Ordering::SeqCst) > at_kill + 500).then_some(()) }).await.expect("load goes on");
+    let at_kill = load.ok();
+    eventually(Duration::from_secs(10), || async { (load.ok() > at_kill + 500).then_some(()) }).await.expect("load goes on");
     victim.revive().await;
     let before = victim.count();
     let back = eventually(Duration::from_secs(10), || async { (victim.count() > before + 20).then_some(()) }).await;
-    stop.store(true, Ordering::SeqCst);
-    for t in load {
-        t.await.expect("load task");
-    }
+    let (ok, failed) = load.finish().await;
     assert!(back.is_some(), "the revived instance gets traffic again after its ejection ends");
-    let (ok, failed) = (ok.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
     let rate = ok as f64 / (ok + failed) as f64;
     assert!(rate >= 0.999, "{ok} ok, {failed} failed: {rate}");
 }
