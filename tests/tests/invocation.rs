@@ -135,3 +135,59 @@ print('ok')
         );
     }
 }
+
+/// The target is a gRPC app (`dapr.ext.grpc.App`): B's inbound hands the call to B's runtime, which
+/// calls the app's `AppCallback.OnInvoke`.
+#[tokio::test]
+async fn invoking_a_grpc_app_goes_through_on_invoke() {
+    let python = std::env::var("OXIDECAR_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.cache/oxidecar-venv/bin/python", std::env::var("HOME").unwrap_or_default()));
+    let app_port = free_port();
+    let script = r#"
+import sys, warnings
+warnings.filterwarnings("ignore")
+from dapr.ext.grpc import App, InvokeMethodRequest, InvokeMethodResponse
+app = App()
+@app.method(name="neworder")
+def neworder(request: InvokeMethodRequest) -> InvokeMethodResponse:
+    return InvokeMethodResponse(b"grpc app got " + request.data, "text/plain")
+app.run(int(sys.argv[1]))
+"#;
+    let mut app = tokio::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(app_port.to_string())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python gRPC app (run tests/run to create the venv)");
+    let up = eventually(std::time::Duration::from_secs(20), || async {
+        tokio::net::TcpStream::connect(local(app_port)).await.ok().map(|_| ())
+    })
+    .await;
+    assert!(up.is_some(), "the gRPC app listens");
+
+    let b_in = free_port();
+    let _b = Proxy::start_with_args(
+        AdminPorts::new(),
+        &format!(
+            "listeners:\n  - name: virtualInbound\n    address: 127.0.0.1:{b_in}\n    direction: inbound\n    filter_chains: [{{ http: {{ route_config: in }} }}]\nroute_configs:\n  - name: in\n    virtual_hosts:\n{}clusters:\n  - {{ name: app, protocol: h2, endpoints: [{{ address: 127.0.0.1:{app_port} }}] }}\n",
+            catch_all("cluster: app")
+        ),
+        &["--app-id", "orders", "--app-port", &app_port.to_string(), "--app-protocol", "grpc"],
+    )
+    .await;
+    let (a_out, a_http) = (free_port(), free_port());
+    let _a = Proxy::start_with_args(
+        AdminPorts::new(),
+        &http_config(a_out, &catch_all("cluster: orders"), &format!("  - {{ name: orders, endpoints: [{{ address: 127.0.0.1:{b_in} }}] }}\n"))
+            .replace("name: out\n", "name: virtualOutbound\n"),
+        &["--app-id", "checkout", "--dapr-http-port", &a_http.to_string()],
+    )
+    .await;
+    let r = send(&http1_client(), "POST", &format!("http://127.0.0.1:{a_http}/v1.0/invoke/orders/method/neworder"), &[("content-type", "text/plain")], "order-9")
+        .await
+        .expect("invoke");
+    let _ = app.kill().await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, "grpc app got order-9");
+}
