@@ -57,8 +57,7 @@ async fn clusters(State(s): State<AdminState>, Query(q): Query<ClustersQuery>) -
     let tables = s.shared.tables.load();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let now = std::time::Instant::now();
-    // Envoy's health flag for an outlier-ejected host.
-    let health = |c: &crate::tables::ClusterState, i: usize| if c.is_ejected(i, now) { "/failed_outlier_check" } else { "healthy" };
+    let health = |c: &crate::tables::ClusterState, i: usize| c.health_flag(i, now);
     if q.format.as_deref() == Some("json") {
         let clusters: Vec<_> = tables
             .clusters

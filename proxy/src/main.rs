@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod control;
+mod health;
 mod http;
 mod invoke;
 mod listener;

@@ -224,6 +224,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
                 }
                 tasks.spawn(admin::serve(health_listener, admin::health_router(state.clone()), stop.clone()));
                 tasks.spawn(control::watch(control_shared.clone(), state.source.clone(), stop.clone()));
+                tasks.spawn(crate::health::run(control_shared.clone(), stop.clone()));
                 tasks.spawn(mark_ready_when_listening(control_shared, listen_addrs));
                 tasks.spawn(runtime.wait());
                 while tasks.join_next().await.is_some() {}

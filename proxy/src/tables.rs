@@ -22,6 +22,8 @@ pub struct EndpointStats {
     pub rq_total: AtomicU64,
     pub rq_error: AtomicU64,
     pub cx_connect_fail: AtomicU64,
+    /// Set by active health checking while the endpoint fails its checks.
+    pub hc_failed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -82,8 +84,20 @@ impl ClusterState {
         lane.filter(|l| self.lanes.contains(*l))
     }
 
+    /// Out of load balancing: ejected by outlier detection or failing active health checks.
     pub fn is_ejected(&self, i: usize, now: std::time::Instant) -> bool {
-        self.outlier.as_ref().is_some_and(|o| o.is_ejected(i, now))
+        self.endpoints[i].stats.hc_failed.load(Ordering::Relaxed) || self.outlier.as_ref().is_some_and(|o| o.is_ejected(i, now))
+    }
+
+    /// Envoy's health flag for endpoint `i`.
+    pub fn health_flag(&self, i: usize, now: std::time::Instant) -> &'static str {
+        if self.endpoints[i].stats.hc_failed.load(Ordering::Relaxed) {
+            "/failed_active_hc"
+        } else if self.outlier.as_ref().is_some_and(|o| o.is_ejected(i, now)) {
+            "/failed_outlier_check"
+        } else {
+            "healthy"
+        }
     }
 
     /// Feeds an attempt's outcome to outlier detection.

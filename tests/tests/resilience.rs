@@ -179,3 +179,52 @@ async fn consistent_hashing_keeps_a_user_on_one_instance() {
     }
     assert_eq!(seen.len(), 3, "users spread over every instance");
 }
+
+#[tokio::test]
+async fn active_health_checks_take_failing_endpoints_out_and_back() {
+    let a = http_upstream("a").await;
+    let b = http_upstream("b").await;
+    let sick = http_upstream_failing("sick", 503).await;
+    let port = free_port();
+    let p = Proxy::start(
+        AdminPorts::new(),
+        &http_config(
+            port,
+            &catch_all("cluster: app"),
+            &cluster(
+                "app",
+                &[a.addr, b.addr, sick.addr],
+                "    health_check: { interval: 100ms, timeout: 300ms, unhealthy_threshold: 2, healthy_threshold: 1, http_path: /healthz }\n",
+            ),
+        ),
+    )
+    .await;
+    let flag = |clusters: &str, addr: std::net::SocketAddr| {
+        clusters.lines().find_map(|l| l.strip_prefix(&format!("app::{addr}::health_flags::")).map(str::to_string))
+    };
+    let sick_out = eventually(Duration::from_secs(5), || async {
+        let (_, c) = p.admin("/clusters").await;
+        (flag(&c, sick.addr).as_deref() == Some("/failed_active_hc")).then_some(())
+    })
+    .await;
+    assert!(sick_out.is_some(), "an endpoint answering 503 to its health check is out");
+    b.kill();
+    let b_out = eventually(Duration::from_secs(5), || async {
+        let (_, c) = p.admin("/clusters").await;
+        (flag(&c, b.addr).as_deref() == Some("/failed_active_hc")).then_some(())
+    })
+    .await;
+    assert!(b_out.is_some(), "a dead endpoint is out");
+    let c = http1_client();
+    for _ in 0..20 {
+        let r = send(&c, "GET", &format!("http://127.0.0.1:{port}/"), &[], "").await.expect("reply");
+        assert_eq!(r.status, 200, "no request reaches an unhealthy endpoint, even without retries");
+    }
+    b.revive().await;
+    let back = eventually(Duration::from_secs(5), || async {
+        let (_, c) = p.admin("/clusters").await;
+        (flag(&c, b.addr).as_deref() == Some("healthy")).then_some(())
+    })
+    .await;
+    assert!(back.is_some(), "a revived endpoint passes its check and returns");
+}

@@ -33,8 +33,42 @@ pub struct Cluster {
     pub circuit_breakers: CircuitBreakers,
     #[serde(default)]
     pub outlier_detection: Option<OutlierDetection>,
+    /// Active health checking; without it every endpoint counts as healthy until proven otherwise.
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+}
+
+/// Probes every endpoint each `interval`: an HTTP GET of `http_path` that must answer 2xx, or a
+/// TCP connect when `http_path` is absent. `unhealthy_threshold` failures in a row take an
+/// endpoint out of load balancing; `healthy_threshold` successes bring it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(default = "default_hc_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(default = "default_hc_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_hc_threshold")]
+    pub unhealthy_threshold: u32,
+    #[serde(default = "default_hc_healthy")]
+    pub healthy_threshold: u32,
+    #[serde(default)]
+    pub http_path: Option<String>,
+}
+
+fn default_hc_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_hc_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_hc_threshold() -> u32 {
+    2
+}
+fn default_hc_healthy() -> u32 {
+    1
 }
 
 impl Cluster {

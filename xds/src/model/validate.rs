@@ -298,6 +298,20 @@ fn validate_cluster(c: &mut Checker, i: usize, cl: &Cluster) {
             c.err(format!("{path}.outlier_detection.base_ejection_time"), "must be greater than 0");
         }
     }
+    if let Some(hc) = &cl.health_check {
+        if hc.interval.is_zero() || hc.timeout.is_zero() {
+            c.err(format!("{path}.health_check"), "interval and timeout must be greater than 0");
+        }
+        if hc.unhealthy_threshold == 0 || hc.healthy_threshold == 0 {
+            c.err(format!("{path}.health_check"), "thresholds must be at least 1");
+        }
+        if hc.http_path.as_deref().is_some_and(|p| !p.starts_with('/')) {
+            c.err(format!("{path}.health_check.http_path"), format!("{:?} must start with `/`", hc.http_path.as_deref().unwrap_or("")));
+        }
+        if cl.kind == ClusterKind::OriginalDst {
+            c.err(format!("{path}.health_check"), "an original_dst cluster has no endpoints to check");
+        }
+    }
     let mut seen = HashSet::new();
     for (j, ep) in cl.endpoints.iter().enumerate() {
         if ep.address.port() == 0 {
