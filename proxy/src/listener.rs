@@ -53,13 +53,12 @@ fn classify(buf: &[u8]) -> Sniff {
 
 /// Reads the first bytes without consuming them (they are rewound into the stream). A client that
 /// stays silent past `timeout` is a server-first protocol: opaque TCP.
-async fn sniff(stream: Stream, timeout: Duration) -> (Stream, Protocol) {
+/// `None` only if the stream changed type between the check and the downcast (it cannot).
+async fn sniff(stream: Stream, timeout: Duration) -> Option<(Stream, Protocol)> {
     if !stream.as_any().is::<L4Stream>() {
-        return (stream, Protocol::Tcp);
+        return Some((stream, Protocol::Tcp));
     }
-    let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() else {
-        unreachable!("checked to be an L4 stream above")
-    };
+    let mut l4 = stream.into_any().downcast::<L4Stream>().ok()?;
     let mut buf = Vec::with_capacity(SNIFF_BYTES);
     let deadline = tokio::time::Instant::now() + timeout;
     let protocol = loop {
@@ -80,7 +79,7 @@ async fn sniff(stream: Stream, timeout: Duration) -> (Stream, Protocol) {
         }
     };
     l4.rewind(&buf);
-    (l4, protocol)
+    Some((l4, protocol))
 }
 
 #[async_trait]
@@ -102,7 +101,13 @@ impl ServerApp for MeshListener {
         let (stream, protocol) = if protocols.all(|p| p == first) {
             (stream, first)
         } else {
-            sniff(stream, listener.sniff_timeout).await
+            match sniff(stream, listener.sniff_timeout).await {
+                Some(sniffed) => sniffed,
+                None => {
+                    tracing::error!(listener = %self.name, "cannot sniff this connection's stream; closing it");
+                    return None;
+                }
+            }
         };
         let Some(chain) = listener.candidates(port).find(|c| c.protocol == protocol) else {
             self.shared.metrics.no_filter_chain.with_label_values(&[&self.name]).inc();
