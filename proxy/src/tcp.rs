@@ -1,5 +1,5 @@
 //! The TCP proxy of a filter chain: pick a cluster and endpoint, connect (trying other endpoints
-//! on failure), then copy bytes both ways and record Istio's TCP metrics.
+//! on failure), then copy bytes both ways and record Istio's TCP metrics as the bytes pass.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use oxidecar_filters::outlier::Outcome;
 use oxidecar_xds::model::{ClusterKind, TrafficDirection};
 use pingora::protocols::Stream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::shared::{InFlight, Shared};
@@ -16,6 +17,8 @@ use crate::tables::{ChainAction, ChainEntry, ClusterState, Tables};
 /// Endpoints tried before a TCP connection is given up (Envoy's `max_connect_attempts` is 1; we
 /// try a few distinct endpoints because nothing has been sent yet).
 const MAX_CONNECT_ATTEMPTS: usize = 3;
+/// Per-direction copy buffer.
+const COPY_BUFFER: usize = 16 * 1024;
 
 async fn connect(cluster: &ClusterState, original: Option<SocketAddr>) -> Option<(TcpStream, SocketAddr)> {
     if cluster.kind == ClusterKind::OriginalDst {
@@ -52,7 +55,7 @@ pub async fn proxy(
     direction: TrafficDirection,
     chain: &ChainEntry,
     tables: &Arc<Tables>,
-    mut downstream: Stream,
+    downstream: Stream,
     original: Option<SocketAddr>,
 ) {
     let _in_flight = InFlight::new(shared);
@@ -69,21 +72,39 @@ pub async fn proxy(
     let labels = [direction.reporter(), src.0, src.1, dst.0, dst.1, &cluster.service, &cluster.service_name, "tcp", flags];
     let m = &shared.metrics;
     m.tcp_opened.with_label_values(&labels).inc();
-    let Some((mut upstream, addr)) = upstream else {
+    let Some((upstream, addr)) = upstream else {
         tracing::info!(listener, cluster = %cluster.name, "no upstream connection for TCP; closing (UF)");
         m.tcp_closed.with_label_values(&labels).inc();
         return;
     };
     let _ = upstream.set_nodelay(true);
     tracing::debug!(listener, chain = %chain.name, cluster = %cluster.name, upstream = %addr, "tcp proxying");
-    let (received, sent) = match tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
-        Ok(counts) => counts,
-        Err(e) => {
-            tracing::debug!(listener, error = %e, "tcp connection ended with an error");
-            (0, 0)
-        }
-    };
-    m.tcp_received_bytes.with_label_values(&labels).inc_by(received);
-    m.tcp_sent_bytes.with_label_values(&labels).inc_by(sent);
+    // Counted as bytes flow, so long-lived connections show up before they close.
+    let (received, sent) = (m.tcp_received_bytes.with_label_values(&labels), m.tcp_sent_bytes.with_label_values(&labels));
+    let (down_read, down_write) = tokio::io::split(downstream);
+    let (up_read, up_write) = upstream.into_split();
+    let (to_upstream, to_downstream) = tokio::join!(pump(down_read, up_write, &received), pump(up_read, down_write, &sent));
+    if let Err(e) = to_upstream.and(to_downstream) {
+        tracing::debug!(listener, error = %e, "tcp connection ended with an error");
+    }
     m.tcp_closed.with_label_values(&labels).inc();
+}
+
+/// Copies one direction until EOF (then half-closes the other side), counting bytes as they pass.
+async fn pump(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    counter: &prometheus::IntCounter,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; COPY_BUFFER];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        to.write_all(&buf[..n]).await?;
+        // Pingora's stream buffers writes: push each chunk out now.
+        to.flush().await?;
+        counter.inc_by(n as u64);
+    }
 }

@@ -34,19 +34,32 @@ clusters:
         ),
     )
     .await;
+    // A long-lived connection is counted while it is open, not only when it closes.
+    let mut open = TcpStream::connect(local(port)).await.expect("connect");
+    open.write_all(b"still here").await.expect("write");
+    let mut echo_back = [0u8; 10];
+    tokio::time::timeout(Duration::from_secs(5), open.read_exact(&mut echo_back)).await.expect("in time").expect("read");
+    let labels = [("destination_service", "tcp-echo.test.svc.cluster.local"), ("request_protocol", "tcp")];
+    let live = eventually(Duration::from_secs(5), || async {
+        let m = p.metrics_now().await;
+        (metric_sum(&m, "istio_tcp_sent_bytes_total", &labels) == 10.0).then_some(m)
+    })
+    .await;
+    assert!(live.is_some(), "bytes of an open connection are counted");
+    drop(open);
+
     let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     assert_eq!(roundtrip(port, &payload).await, payload);
     assert_eq!(roundtrip(port, b"ping\n").await, b"ping\n");
-    let labels = [("destination_service", "tcp-echo.test.svc.cluster.local"), ("request_protocol", "tcp")];
     let closed = eventually(Duration::from_secs(5), || async {
         let m = p.metrics().await;
-        (metric_sum(&m, "istio_tcp_connections_closed_total", &labels) == 2.0).then_some(m)
+        (metric_sum(&m, "istio_tcp_connections_closed_total", &labels) == 3.0).then_some(m)
     })
     .await
-    .expect("both connections closed and counted");
-    assert_eq!(metric_sum(&closed, "istio_tcp_connections_opened_total", &labels), 2.0);
-    assert_eq!(metric_sum(&closed, "istio_tcp_received_bytes_total", &labels), 100_005.0, "{closed}");
-    assert_eq!(metric_sum(&closed, "istio_tcp_sent_bytes_total", &labels), 100_005.0);
+    .expect("all connections closed and counted");
+    assert_eq!(metric_sum(&closed, "istio_tcp_connections_opened_total", &labels), 3.0);
+    assert_eq!(metric_sum(&closed, "istio_tcp_received_bytes_total", &labels), 100_015.0, "{closed}");
+    assert_eq!(metric_sum(&closed, "istio_tcp_sent_bytes_total", &labels), 100_015.0);
 }
 
 #[tokio::test]
