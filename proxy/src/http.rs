@@ -12,12 +12,18 @@ use bytes::Bytes;
 use oxidecar_filters::outlier::Outcome;
 use oxidecar_filters::route::CompiledRoute;
 use oxidecar_filters::retry::{self, Attempt};
-use oxidecar_xds::model::{ClusterKind, Protocol, RetryPolicy, TrafficDirection, UpstreamProtocol};
+use oxidecar_xds::model::{ClusterKind, Protocol, TrafficDirection, UpstreamProtocol};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::SocketDigest;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
+
+mod ctx;
+mod reply;
+
+use ctx::{Admitted, RequestCtx, replayable};
+use reply::*;
 
 use crate::shared::{InFlight, Shared};
 use crate::tables::{ChainAction, ClusterState, Tables};
@@ -33,116 +39,6 @@ pub struct MeshHttp {
     pub shared: Arc<Shared>,
 }
 
-/// A local reply: status, response flag and reason.
-#[derive(Debug, Clone, Copy)]
-struct Reply {
-    status: u16,
-    flags: &'static str,
-    reason: &'static str,
-}
-
-const NO_ROUTE: Reply = Reply { status: 404, flags: "NR", reason: "no route matched" };
-const OVERFLOW: Reply = Reply { status: 503, flags: "UO", reason: "upstream overflow: circuit breaker max_requests reached" };
-const NO_HEALTHY: Reply = Reply { status: 503, flags: "UH", reason: "no healthy upstream" };
-const NO_ORIGINAL_DST: Reply = Reply { status: 503, flags: "UH", reason: "no original destination for passthrough" };
-const CONNECT_FAILURE: Reply = Reply { status: 503, flags: "UF", reason: "upstream connect error" };
-const RETRIES_EXHAUSTED: Reply = Reply { status: 503, flags: "URX,UF", reason: "upstream connect error, retries exhausted" };
-const TIMEOUT: Reply = Reply { status: 504, flags: "UT", reason: "upstream request timeout" };
-const RESET: Reply = Reply { status: 503, flags: "UC", reason: "upstream reset before response" };
-
-/// Per-request state, dropped when the request ends (releasing in-flight and admission counts).
-pub struct RequestCtx {
-    tables: Arc<Tables>,
-    _in_flight: InFlight,
-    start: Instant,
-    grpc: bool,
-    original_dst: Option<SocketAddr>,
-    route: Option<Arc<CompiledRoute>>,
-    cluster: Option<Admitted>,
-    /// Endpoint of the current attempt, counted in its `rq_active`.
-    endpoint: Option<usize>,
-    tried: Vec<usize>,
-    /// Retries made so far; each holds one of the cluster's `max_retries` slots until the end.
-    retries: u32,
-    /// Set when a response status triggered a retry, for `error_while_proxy` to pass it on.
-    retrying_on_status: bool,
-    /// The route timeout's deadline across all attempts.
-    deadline: Option<Instant>,
-    reply: Option<Reply>,
-    grpc_status: Option<String>,
-    /// A service invocation from a peer sidecar, handed to the local runtime.
-    to_runtime: bool,
-    /// A service invocation from a peer sidecar, delivered straight to the local HTTP app.
-    to_app: bool,
-    /// The request's lane, and whether it came from trace memory (then it is added as a header).
-    lane: Option<String>,
-    lane_remembered: bool,
-    /// Consistent-hash key from the route's hash policy.
-    hash_key: Option<u64>,
-}
-
-/// A request counted against its cluster's `max_requests` until dropped.
-struct Admitted(Arc<ClusterState>);
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.0.stats.rq_active.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl RequestCtx {
-    fn release_endpoint(&mut self, failed: bool) {
-        if let (Some(i), Some(Admitted(cluster))) = (self.endpoint.take(), &self.cluster) {
-            let stats = &cluster.endpoints[i].stats;
-            stats.rq_active.fetch_sub(1, Ordering::Relaxed);
-            if failed {
-                stats.rq_error.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    fn retry_policy(&self) -> Option<&RetryPolicy> {
-        self.route.as_ref().and_then(|r| r.retry_policy.as_ref())
-    }
-
-    /// Whether the route's policy, the retry count, the cluster's `max_retries` budget and the
-    /// deadline allow another attempt after `attempt`. `replayable`: the request can be sent again.
-    fn may_retry(&self, attempt: Attempt, replayable: bool) -> bool {
-        let Some(policy) = self.retry_policy() else { return false };
-        let Some(Admitted(cluster)) = &self.cluster else { return false };
-        replayable
-            && retry::retriable(policy, attempt)
-            && self.retries < policy.num_retries
-            && cluster.stats.rq_retry_active.load(Ordering::Relaxed) < u64::from(cluster.circuit_breakers.max_retries)
-            && self.deadline.is_none_or(|d| Instant::now() < d)
-    }
-
-    /// Counts a retry against the cluster's `max_retries` until the request ends.
-    fn start_retry(&mut self) {
-        self.retries += 1;
-        if let Some(Admitted(cluster)) = &self.cluster {
-            cluster.stats.rq_retry_active.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Whether the request can be sent again: its body is still in Pingora's 64 KiB replay buffer and,
-/// unless nothing reached the upstream yet, its method is idempotent or the policy allows it. Every
-/// gRPC call is a POST: a policy naming gRPC status conditions allows replaying gRPC calls.
-fn replayable(session: &Session, policy: Option<&RetryPolicy>, nothing_sent: bool, grpc: bool) -> bool {
-    let allowed = |p: &RetryPolicy| p.retry_non_idempotent || (grpc && p.retry_on.iter().any(|on| retry::is_grpc_condition(*on)));
-    let idempotent = session.req_header().method.is_idempotent() || policy.is_some_and(allowed);
-    !session.as_ref().retry_buffer_truncated() && (nothing_sent || idempotent)
-}
-
-impl Drop for RequestCtx {
-    fn drop(&mut self) {
-        self.release_endpoint(false);
-        if let Some(Admitted(cluster)) = &self.cluster {
-            cluster.stats.rq_retry_active.fetch_sub(u64::from(self.retries), Ordering::Relaxed);
-        }
-    }
-}
 
 /// The app's own path for `/v1.0/invoke/{app-id}/method/{method...}`: `/{method...}`.
 fn app_path(path: &str) -> Option<&str> {
@@ -158,49 +54,6 @@ pub fn connection_addrs(digest: Option<&SocketDigest>) -> (Option<SocketAddr>, O
     let local = sd.local_addr().and_then(|a| a.as_inet()).copied();
     let original = sd.original_dst().and_then(|a| a.as_inet()).copied().filter(|o| Some(*o) != local);
     (local, original)
-}
-
-async fn write_reply(session: &mut Session, reply: Reply, grpc: bool, close: bool) {
-    let result = if grpc {
-        // gRPC clients read the outcome from grpc-status, as Envoy's local replies do.
-        let code = match reply.status {
-            404 => "12",
-            504 => "4",
-            _ => "14",
-        };
-        let mut resp = match ResponseHeader::build(200, Some(4)) {
-            Ok(r) => r,
-            Err(e) => return tracing::warn!(error = %e, "cannot build reply"),
-        };
-        let _ = resp.insert_header("content-type", "application/grpc");
-        let _ = resp.insert_header("grpc-status", code);
-        let _ = resp.insert_header("grpc-message", reply.reason);
-        let _ = resp.insert_header(REASON_HEADER, reply.reason);
-        match session.write_response_header(Box::new(resp), true).await {
-            Ok(()) => session.write_response_body(None, true).await,
-            Err(e) => Err(e),
-        }
-    } else {
-        let body = Bytes::from(format!("{}\n", reply.reason));
-        let mut resp = match ResponseHeader::build(reply.status, Some(4)) {
-            Ok(r) => r,
-            Err(e) => return tracing::warn!(error = %e, "cannot build reply"),
-        };
-        let _ = resp.insert_header("content-type", "text/plain");
-        let _ = resp.insert_header("content-length", body.len().to_string());
-        let _ = resp.insert_header(REASON_HEADER, reply.reason);
-        if close {
-            // Pingora writes `connection: close` for HTTP/1 once keep-alive is off.
-            session.set_keepalive(None);
-        }
-        match session.write_response_header(Box::new(resp), false).await {
-            Ok(()) => session.write_response_body(Some(body), true).await,
-            Err(e) => Err(e),
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "downstream gone before the local reply");
-    }
 }
 
 impl MeshHttp {

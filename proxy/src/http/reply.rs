@@ -1,0 +1,68 @@
+//! Local replies: what the proxy answers itself (no route, overflow, upstream down, timeout), with
+//! `x-oxidecar-reason` and an Envoy-style response flag; gRPC callers get a grpc-status instead.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use super::REASON_HEADER;
+
+/// A local reply: status, response flag and reason.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reply {
+    pub(super) status: u16,
+    pub(super) flags: &'static str,
+    pub(super) reason: &'static str,
+}
+
+pub(super) const NO_ROUTE: Reply = Reply { status: 404, flags: "NR", reason: "no route matched" };
+pub(super) const OVERFLOW: Reply = Reply { status: 503, flags: "UO", reason: "upstream overflow: circuit breaker max_requests reached" };
+pub(super) const NO_HEALTHY: Reply = Reply { status: 503, flags: "UH", reason: "no healthy upstream" };
+pub(super) const NO_ORIGINAL_DST: Reply = Reply { status: 503, flags: "UH", reason: "no original destination for passthrough" };
+pub(super) const CONNECT_FAILURE: Reply = Reply { status: 503, flags: "UF", reason: "upstream connect error" };
+pub(super) const RETRIES_EXHAUSTED: Reply = Reply { status: 503, flags: "URX,UF", reason: "upstream connect error, retries exhausted" };
+pub(super) const TIMEOUT: Reply = Reply { status: 504, flags: "UT", reason: "upstream request timeout" };
+pub(super) const RESET: Reply = Reply { status: 503, flags: "UC", reason: "upstream reset before response" };
+
+pub(super) async fn write_reply(session: &mut Session, reply: Reply, grpc: bool, close: bool) {
+    let result = if grpc {
+        // gRPC clients read the outcome from grpc-status, as Envoy's local replies do.
+        let code = match reply.status {
+            404 => "12",
+            504 => "4",
+            _ => "14",
+        };
+        let mut resp = match ResponseHeader::build(200, Some(4)) {
+            Ok(r) => r,
+            Err(e) => return tracing::warn!(error = %e, "cannot build reply"),
+        };
+        let _ = resp.insert_header("content-type", "application/grpc");
+        let _ = resp.insert_header("grpc-status", code);
+        let _ = resp.insert_header("grpc-message", reply.reason);
+        let _ = resp.insert_header(REASON_HEADER, reply.reason);
+        match session.write_response_header(Box::new(resp), true).await {
+            Ok(()) => session.write_response_body(None, true).await,
+            Err(e) => Err(e),
+        }
+    } else {
+        let body = Bytes::from(format!("{}\n", reply.reason));
+        let mut resp = match ResponseHeader::build(reply.status, Some(4)) {
+            Ok(r) => r,
+            Err(e) => return tracing::warn!(error = %e, "cannot build reply"),
+        };
+        let _ = resp.insert_header("content-type", "text/plain");
+        let _ = resp.insert_header("content-length", body.len().to_string());
+        let _ = resp.insert_header(REASON_HEADER, reply.reason);
+        if close {
+            // Pingora writes `connection: close` for HTTP/1 once keep-alive is off.
+            session.set_keepalive(None);
+        }
+        match session.write_response_header(Box::new(resp), false).await {
+            Ok(()) => session.write_response_body(Some(body), true).await,
+            Err(e) => Err(e),
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "downstream gone before the local reply");
+    }
+}
