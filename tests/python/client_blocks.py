@@ -4,6 +4,7 @@ Expects components: statestore (state.in-memory), pubsub, configstore (configura
 lockstore, localsecretstore (secretstores.local.file with {"db": {"password": "s3cret"}}) and
 files (bindings.localstorage)."""
 import os
+from datetime import datetime, timezone
 
 import grpc
 from common import check, eventually, expect_rpc_error, http
@@ -40,6 +41,14 @@ with DaprClient() as d:
     d.save_state("statestore", "ttl", "gone-soon", state_metadata={"ttlInSeconds": "1"})
     check("state ttl set", d.get_state("statestore", "ttl").data == b"gone-soon")
     eventually("state ttl expires", lambda: d.get_state("statestore", "ttl").data == b"", timeout=5)
+    # The SDK's StateResponse drops response metadata; ask the raw stub.
+    d.save_state("statestore", "ttl-info", "v", state_metadata={"ttlInSeconds": "3600"})
+    r = stub.GetState(api_v1.GetStateRequest(store_name="statestore", key="ttl-info"))
+    expire = datetime.strptime(r.metadata.get("ttlExpireTime", ""), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    left = (expire - datetime.now(timezone.utc)).total_seconds()
+    check("GetState answers ttlExpireTime (RFC 3339)", 3500 < left <= 3600, dict(r.metadata))
+    r = stub.GetBulkState(api_v1.GetBulkStateRequest(store_name="statestore", keys=["ttl-info", "k1"]))
+    check("GetBulkState answers ttlExpireTime for keys with a TTL only", "ttlExpireTime" in r.items[0].metadata and not r.items[1].metadata, r.items)
     d.delete_state("statestore", "k1")
     check("state delete", d.get_state("statestore", "k1").data == b"")
     expect_rpc_error("state unknown store", lambda: d.get_state("nostore", "k"), "INVALID_ARGUMENT", "nostore", "statestore")

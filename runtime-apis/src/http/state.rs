@@ -78,6 +78,12 @@ pub async fn get(State(api): Shared, Path((store, key)): Path<(String, String)>)
             if let Some(etag) = item.etag.and_then(|e| e.parse().ok()) {
                 headers.insert(header::ETAG, etag);
             }
+            // Dapr answers item metadata (ttlExpireTime) as `metadata.<key>` headers.
+            for (k, v) in &item.metadata {
+                if let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(format!("metadata.{}", k.to_ascii_lowercase()).as_bytes()), http::HeaderValue::from_str(v)) {
+                    headers.insert(name, value);
+                }
+            }
             (StatusCode::OK, headers, item.value).into_response()
         }
     })
@@ -116,6 +122,9 @@ pub async fn bulk(State(api): Shared, Path(store): Path<String>, body: Bytes) ->
                     let data = serde_json::from_slice(&item.value).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&item.value).into_owned()));
                     o.insert("data".into(), data);
                     o.insert("etag".into(), Value::String(item.etag.unwrap_or_default()));
+                    if !item.metadata.is_empty() {
+                        o.insert("metadata".into(), serde_json::json!(item.metadata));
+                    }
                 }
                 if !b.error.is_empty() {
                     o.insert("error".into(), Value::String(b.error));
