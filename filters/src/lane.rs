@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http::HeaderMap;
@@ -50,11 +51,13 @@ pub struct LaneMemory {
     ttl: Duration,
     max_entries: usize,
     entries: Mutex<HashMap<String, (String, Instant)>>,
+    /// Mirrors `entries.len()`, so traced requests skip the lock while no lane was ever seen.
+    len: AtomicUsize,
 }
 
 impl LaneMemory {
     pub fn new(ttl: Duration, max_entries: usize) -> Self {
-        Self { ttl, max_entries, entries: Mutex::new(HashMap::new()) }
+        Self { ttl, max_entries, entries: Mutex::new(HashMap::new()), len: AtomicUsize::new(0) }
     }
 
     pub fn remember(&self, trace_id: &str, lane: &str, now: Instant) {
@@ -62,14 +65,19 @@ impl LaneMemory {
         if map.len() >= self.max_entries {
             let ttl = self.ttl;
             map.retain(|_, (_, at)| now.saturating_duration_since(*at) < ttl);
+            self.len.store(map.len(), Ordering::Relaxed);
             if map.len() >= self.max_entries {
                 return;
             }
         }
         map.insert(trace_id.to_string(), (lane.to_string(), now));
+        self.len.store(map.len(), Ordering::Relaxed);
     }
 
     pub fn lane_of(&self, trace_id: &str, now: Instant) -> Option<String> {
+        if self.len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         let map = self.entries.lock().ok()?;
         map.get(trace_id).filter(|(_, at)| now.saturating_duration_since(*at) < self.ttl).map(|(lane, _)| lane.clone())
     }

@@ -24,10 +24,7 @@ fn main() {
         eprintln!("usage: bare_pingora LISTEN_ADDR UPSTREAM_ADDR");
         std::process::exit(2);
     };
-    let mut conf = ServerConf::default();
-    conf.threads = 1;
-    conf.work_stealing = false;
-    conf.upstream_keepalive_pool_size = 1024;
+    let conf = ServerConf { threads: 1, work_stealing: false, upstream_keepalive_pool_size: 1024, ..ServerConf::default() };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut svc = pingora::proxy::http_proxy_service(&server.configuration, Bare(upstream.clone()));

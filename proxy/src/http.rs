@@ -210,15 +210,14 @@ impl ProxyHttp for MeshHttp {
             return Err(Error::explain(ErrorType::InternalError, "no cluster chosen"));
         };
         let cluster = cluster.clone();
-        if ctx.retries > 0 {
-            if let Some(policy) = ctx.retry_policy() {
+        if ctx.retries > 0
+            && let Some(policy) = ctx.retry_policy() {
                 let mut pause = retry::backoff(policy, ctx.retries);
                 if let Some(d) = ctx.deadline {
                     pause = pause.min(d.saturating_duration_since(Instant::now()));
                 }
                 tokio::time::sleep(pause).await;
             }
-        }
         if ctx.deadline.is_some_and(|d| Instant::now() >= d) {
             ctx.reply = Some(TIMEOUT);
             return Err(Error::explain(ErrorType::HTTPStatus(504), TIMEOUT.reason));
@@ -360,11 +359,10 @@ impl ProxyHttp for MeshHttp {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if ctx.lane_remembered {
-            if let Some(lane) = ctx.lane.as_deref().and_then(|l| http::HeaderValue::from_str(l).ok()) {
+        if ctx.lane_remembered
+            && let Some(lane) = ctx.lane.as_deref().and_then(|l| http::HeaderValue::from_str(l).ok()) {
                 upstream.insert_header(ctx.tables.snapshot.lanes.header.clone(), lane)?;
             }
-        }
         if ctx.to_app {
             let path = app_path(upstream.uri.path()).unwrap_or("/");
             let uri = match upstream.uri.query() {
@@ -375,11 +373,10 @@ impl ProxyHttp for MeshHttp {
             upstream.set_uri(uri);
             upstream.remove_header(&crate::invoke::INVOKED_HEADER);
         }
-        if ctx.to_runtime {
-            if let Some(token) = ctx.tables.runtime.as_ref().and_then(|r| r.api_token.clone()) {
+        if ctx.to_runtime
+            && let Some(token) = ctx.tables.runtime.as_ref().and_then(|r| r.api_token.clone()) {
                 upstream.insert_header("dapr-api-token", token)?;
             }
-        }
         if let Some(route) = &ctx.route {
             for name in &route.request_headers_to_remove {
                 upstream.remove_header(name);
@@ -429,12 +426,11 @@ impl ProxyHttp for MeshHttp {
             (_, ErrorType::HTTPStatus(code)) => Some(Reply { status: *code, flags: "-", reason: "local reply" }),
             _ => Some(Reply { status: 500, flags: "-", reason: "internal proxy error" }),
         });
-        // Pingora closes the downstream after a failure past peer selection, so say so: clients
-        // must not send the next request on this connection.
-        let reuse = false;
         let code = match reply {
             Some(reply) if session.response_written().is_none() => {
                 ctx.reply = Some(reply);
+                // Pingora closes the downstream after a failure past peer selection, so say so:
+                // clients must not send the next request on this connection.
                 write_reply(session, reply, ctx.grpc, true).await;
                 reply.status
             }
@@ -450,7 +446,7 @@ impl ProxyHttp for MeshHttp {
         if code >= 500 {
             tracing::debug!(listener = %self.listener, error = %e, status = code, "request failed");
         }
-        FailToProxy { error_code: code, can_reuse_downstream: reuse }
+        FailToProxy { error_code: code, can_reuse_downstream: false }
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {

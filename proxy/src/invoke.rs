@@ -48,8 +48,9 @@ impl MeshInvoker {
         }
     }
 
-    /// The outbound listener invocation rides, as a loopback-reachable address.
-    fn outbound(&self) -> Result<(SocketAddr, String), String> {
+    /// The outbound listener invocation rides (as a loopback-reachable address) and the authority
+    /// calls to `app_id` are routed by, both from the running config.
+    fn route_for(&self, app_id: &str) -> Result<(SocketAddr, String), String> {
         let tables = self.shared.tables.load();
         let inv = &tables.snapshot.invocation;
         let listener = tables
@@ -62,7 +63,7 @@ impl MeshInvoker {
         if addr.ip().is_unspecified() {
             addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
         }
-        Ok((addr, inv.listener.clone()))
+        Ok((addr, inv.authority(app_id).to_string()))
     }
 }
 
@@ -79,8 +80,7 @@ impl ServiceInvoker for MeshInvoker {
         if req.headers.contains_key(&INVOKED_HEADER) {
             return Err(unreachable(&req.app_id, format!("this sidecar serves app {:?}; a call that crossed the mesh is not forwarded again", self.app_id)));
         }
-        let (addr, _) = self.outbound().map_err(|r| unreachable(&req.app_id, r))?;
-        let authority = self.shared.tables.load().snapshot.invocation.authority(&req.app_id).to_string();
+        let (addr, authority) = self.route_for(&req.app_id).map_err(|r| unreachable(&req.app_id, r))?;
         let mut uri = format!("http://{addr}/v1.0/invoke/{}/method/{}", req.app_id, req.method);
         if !req.query.is_empty() {
             uri.push('?');

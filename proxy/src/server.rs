@@ -121,11 +121,10 @@ impl ShutdownSignalWatch for DrainOnSignal {
                     tracing::info!(took = ?start.elapsed(), "drained; exiting");
                 }
                 control_stop.cancel();
-                if let Some(done) = control_done {
-                    if done.recv_timeout(CONTROL_SHUTDOWN_DEADLINE).is_err() {
+                if let Some(done) = control_done
+                    && done.recv_timeout(CONTROL_SHUTDOWN_DEADLINE).is_err() {
                         tracing::warn!("runtime API did not stop in time; exiting anyway");
                     }
-                }
                 std::process::exit(0);
             })
             .ok();
@@ -159,14 +158,16 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
     let control_stop = CancellationToken::new();
 
     let snapshot = shared.tables.load().snapshot.clone();
-    let mut conf = ServerConf::default();
-    conf.threads = opts.concurrency.max(1);
-    // One current-thread runtime per worker: a connection stays on its thread, no cross-thread wakeups.
-    conf.work_stealing = false;
-    conf.upstream_keepalive_pool_size = UPSTREAM_POOL_SIZE;
-    // Our drain thread exits as soon as in-flight work is done; this is only the backstop.
-    conf.grace_period_seconds = Some(snapshot.drain_timeout.as_secs() + 1);
-    conf.graceful_shutdown_timeout_seconds = Some(1);
+    let conf = ServerConf {
+        threads: opts.concurrency.max(1),
+        // One current-thread runtime per worker: a connection stays on its thread, no cross-thread wakeups.
+        work_stealing: false,
+        upstream_keepalive_pool_size: UPSTREAM_POOL_SIZE,
+        // Our drain thread exits as soon as in-flight work is done; this is only the backstop.
+        grace_period_seconds: Some(snapshot.drain_timeout.as_secs() + 1),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let conf = server.configuration.clone();

@@ -102,11 +102,10 @@ impl ClusterState {
 
     /// Feeds an attempt's outcome to outlier detection.
     pub fn record(&self, i: usize, outcome: Outcome) {
-        if let Some(o) = &self.outlier {
-            if let Some(d) = o.record(i, outcome, std::time::Instant::now()) {
+        if let Some(o) = &self.outlier
+            && let Some(d) = o.record(i, outcome, std::time::Instant::now()) {
                 tracing::info!(cluster = %self.name, endpoint = %self.endpoints[i].address, ejected_for = ?d, "outlier ejected");
             }
-        }
     }
 }
 

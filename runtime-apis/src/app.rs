@@ -93,11 +93,10 @@ impl AppChannel {
             AppProtocol::Http => {
                 let pq = if req.query.is_empty() { req.method.clone() } else { format!("{}?{}", req.method, req.query) };
                 let mut headers = req.headers.clone();
-                if !req.content_type.is_empty() {
-                    if let Ok(v) = HeaderValue::from_str(&req.content_type) {
+                if !req.content_type.is_empty()
+                    && let Ok(v) = HeaderValue::from_str(&req.content_type) {
                         headers.insert(header::CONTENT_TYPE, v);
                     }
-                }
                 let (status, headers, body) =
                     self.http_call(req.http_verb.clone(), &pq, headers, req.body.clone()).await.map_err(failed)?;
                 let content_type =

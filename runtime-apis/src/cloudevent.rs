@@ -76,11 +76,10 @@ enum DataField {
 }
 
 fn data_value(data: &Bytes, ct: &str) -> DataField {
-    if ct.contains("json") {
-        if let Ok(v) = serde_json::from_slice::<Value>(data) {
+    if ct.contains("json")
+        && let Ok(v) = serde_json::from_slice::<Value>(data) {
             return DataField::Data(v);
         }
-    }
     match std::str::from_utf8(data) {
         Ok(s) if ct.starts_with("text/") || ct.contains("json") || ct.contains("xml") => DataField::Data(Value::String(s.to_string())),
         _ => DataField::Base64(base64_encode(data)),

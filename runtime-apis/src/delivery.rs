@@ -108,7 +108,7 @@ async fn deliver(app_id: &str, app: &AppChannel, ps: &Arc<dyn PubSub>, sub: &Sub
             return Ok(());
         }
     };
-    let raw = crate::api::is_raw(&msg.metadata).then(|| RawPayload {
+    let raw = crate::api::is_raw(&msg.metadata).then_some(RawPayload {
         data: &msg.data,
         content_type: if msg.content_type.is_empty() { "application/octet-stream" } else { msg.content_type.as_str() },
     });

@@ -102,10 +102,9 @@ pub async fn invoke(
             out.headers_mut().append(k.clone(), v.clone());
         }
     }
-    if !resp.content_type.is_empty() && !out.headers().contains_key(header::CONTENT_TYPE) {
-        if let Ok(v) = resp.content_type.parse() {
+    if !resp.content_type.is_empty() && !out.headers().contains_key(header::CONTENT_TYPE)
+        && let Ok(v) = resp.content_type.parse() {
             out.headers_mut().insert(header::CONTENT_TYPE, v);
         }
-    }
     Ok(out)
 }

@@ -177,11 +177,10 @@ impl Snapshot {
         if kinds != 1 {
             c.err(format!("{path}.match"), "needs exactly one of `prefix`, `path` and `regex`");
         }
-        if let Some(p) = m.prefix.as_deref().or(m.path.as_deref()) {
-            if !p.starts_with('/') {
+        if let Some(p) = m.prefix.as_deref().or(m.path.as_deref())
+            && !p.starts_with('/') {
                 c.err(format!("{path}.match"), format!("{p:?} must start with `/`"));
             }
-        }
         if let Some(re) = &m.regex {
             c.regex(format!("{path}.match.regex"), re);
         }
