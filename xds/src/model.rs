@@ -50,6 +50,20 @@ pub struct Snapshot {
     /// Where requests carry their lane and how endpoints declare theirs.
     #[serde(default)]
     pub lanes: Lanes,
+    /// The workload's certificate, key and trust bundle (files, reloaded when they change). With
+    /// xDS they come from SDS instead.
+    #[serde(default)]
+    pub identity: Option<Identity>,
+}
+
+/// PEM files of the workload identity: the certificate chain carrying the SPIFFE ID in a URI SAN,
+/// its private key, and the CA certificates peers are verified against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    pub cert_chain: std::path::PathBuf,
+    pub private_key: std::path::PathBuf,
+    pub trust_bundle: std::path::PathBuf,
 }
 
 /// Lane settings. Defaults: header `x-lane`, baggage key `lane`, endpoint label `lane`.

@@ -55,6 +55,25 @@ pub fn parse_str(text: &str) -> Result<Snapshot, Vec<ConfigError>> {
         vec![ConfigError { path, message }]
     })?;
     snapshot.validate().map_err(|e| e.0)?;
+    if snapshot.identity.is_none() {
+        // Without a control plane the certificates can only come from files.
+        let mut errors = Vec::new();
+        for (i, cl) in snapshot.clusters.iter().enumerate() {
+            if cl.tls.mode == crate::model::TlsMode::IstioMutual {
+                errors.push(ConfigError { path: format!("clusters[{i}].tls"), message: "istio_mutual needs `identity` (cert_chain, private_key, trust_bundle)".into() });
+            }
+        }
+        for (i, l) in snapshot.listeners.iter().enumerate() {
+            for (j, fc) in l.filter_chains.iter().enumerate() {
+                if fc.tls.is_some() {
+                    errors.push(ConfigError { path: format!("listeners[{i}].filter_chains[{j}].tls"), message: "terminating TLS needs `identity` (cert_chain, private_key, trust_bundle)".into() });
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+    }
     Ok(snapshot)
 }
 
@@ -152,5 +171,63 @@ clusters:
         let bad = GOOD.replace("{ prefix: \"/\" }", "{ prefix: \"/\", path: /x }");
         let errs = parse_str(&bad).expect_err("two kinds");
         assert!(errs.iter().any(|e| e.path == "route_configs[0].virtual_hosts[0].routes[1].match"), "{errs:?}");
+    }
+
+    const MTLS: &str = r#"
+identity: { cert_chain: /certs/cert-chain.pem, private_key: /certs/key.pem, trust_bundle: /certs/root-cert.pem }
+listeners:
+  - name: inbound
+    address: 127.0.0.1:15006
+    direction: inbound
+    filter_chains:
+      - match: { transport_protocol: tls, application_protocols: [istio-peer-exchange, istio] }
+        tls: {}
+        tcp: { cluster: app }
+      - match: { transport_protocol: raw_buffer }
+        tcp: { cluster: app }
+clusters:
+  - name: app
+    endpoints: [{ address: 127.0.0.1:8080 }]
+  - name: reviews
+    tls:
+      mode: istio_mutual
+      sni: outbound_.9080_._.reviews.default.svc.cluster.local
+      subject_alt_names: [spiffe://cluster.local/ns/default/sa/reviews]
+      endpoint_match: { tlsMode: istio }
+    endpoints:
+      - { address: 10.0.0.1:9080, labels: { tlsMode: istio } }
+      - { address: 10.0.0.2:9080 }
+  - name: short
+    tls: istio_mutual
+    endpoints: [{ address: 10.0.0.3:9080 }]
+"#;
+
+    #[test]
+    fn parses_mtls_settings_in_both_forms() {
+        let s = parse_str(MTLS).expect("valid");
+        let chain = &s.listeners[0].filter_chains[0];
+        assert_eq!(chain.filter_chain_match.transport_protocol, Some(TransportProtocol::Tls));
+        assert!(chain.tls.as_ref().is_some_and(|t| t.require_client_certificate), "mutual by default");
+        let reviews = s.cluster("reviews").expect("reviews");
+        assert_eq!(reviews.tls.mode, TlsMode::IstioMutual);
+        assert!(reviews.tls.applies_to(&reviews.endpoints[0].labels));
+        assert!(!reviews.tls.applies_to(&reviews.endpoints[1].labels), "unlabelled endpoint stays plaintext");
+        let short = s.cluster("short").expect("short");
+        assert!(short.tls.applies_to(&short.endpoints[0].labels));
+        assert_eq!(s.cluster("app").map(|c| c.tls.mode), Some(TlsMode::Disabled));
+    }
+
+    #[test]
+    fn rejects_bad_mtls_settings_by_path() {
+        let errs = parse_str(&MTLS.replace("spiffe://cluster.local/ns/default/sa/reviews", "reviews")).expect_err("bad san");
+        assert_eq!(errs[0].to_string(), "clusters[1].tls.subject_alt_names[0]: \"reviews\" is not a SPIFFE ID (spiffe://TRUST_DOMAIN/...)");
+        let errs = parse_str(&MTLS.replace("match: { transport_protocol: raw_buffer }", "match: { transport_protocol: raw_buffer }\n        tls: {}")).expect_err("tls on raw");
+        assert_eq!(errs[0].path, "listeners[0].filter_chains[1].tls");
+        let no_identity = MTLS.lines().skip(2).collect::<Vec<_>>().join("\n");
+        let errs = parse_str(&no_identity).expect_err("no identity");
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["clusters[1].tls", "clusters[2].tls", "listeners[0].filter_chains[0].tls"]);
+        let errs = parse_str(&MTLS.replace("tls: istio_mutual", "tls: mutual")).expect_err("bad mode");
+        assert_eq!(errs[0].path, "clusters[2].tls");
     }
 }

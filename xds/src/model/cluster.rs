@@ -28,7 +28,7 @@ pub struct Cluster {
     #[serde(default)]
     pub protocol: UpstreamProtocol,
     #[serde(default)]
-    pub tls: TlsMode,
+    pub tls: UpstreamTls,
     #[serde(default)]
     pub circuit_breakers: CircuitBreakers,
     #[serde(default)]
@@ -122,8 +122,71 @@ pub enum UpstreamProtocol {
 pub enum TlsMode {
     #[default]
     Disabled,
-    /// Istio mTLS with SPIFFE identities.
+    /// Istio mTLS: present the workload certificate, verify the peer's SPIFFE ID.
     IstioMutual,
+}
+
+/// ALPN a sidecar offers a peer sidecar by default, as Istio's clusters do.
+pub const ISTIO_ALPN: [&str; 2] = ["istio-peer-exchange", "istio"];
+
+/// How connections to a cluster's endpoints are secured. Written either as a bare mode
+/// (`tls: istio_mutual`) or as a map with the details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct UpstreamTls {
+    pub mode: TlsMode,
+    /// Server name sent in the ClientHello (Istio: `outbound_.PORT_._.HOST`).
+    pub sni: Option<String>,
+    /// Accepted peer identities (`spiffe://TD/ns/NS/sa/SA`); empty accepts any identity the trust
+    /// bundle signs.
+    pub subject_alt_names: Vec<String>,
+    /// ALPN offered; empty means Istio's (`istio-peer-exchange`, `istio`), plus `h2` when the
+    /// cluster speaks HTTP/2.
+    pub alpn: Vec<String>,
+    /// Only endpoints whose labels hold all of these pairs get TLS (Istio's transport socket
+    /// match on `tlsMode: istio`); empty means every endpoint.
+    pub endpoint_match: BTreeMap<String, String>,
+}
+
+impl UpstreamTls {
+    /// Whether connections to an endpoint with these labels use TLS.
+    pub fn applies_to(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.mode == TlsMode::IstioMutual && self.endpoint_match.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
+impl<'de> Deserialize<'de> for UpstreamTls {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            #[serde(default)]
+            mode: TlsMode,
+            #[serde(default)]
+            sni: Option<String>,
+            #[serde(default)]
+            subject_alt_names: Vec<String>,
+            #[serde(default)]
+            alpn: Vec<String>,
+            #[serde(default)]
+            endpoint_match: BTreeMap<String, String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Mode(TlsMode),
+            Full(Full),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::Mode(mode) => UpstreamTls { mode, ..Default::default() },
+            Form::Full(f) => UpstreamTls {
+                mode: f.mode,
+                sni: f.sni,
+                subject_alt_names: f.subject_alt_names,
+                alpn: f.alpn,
+                endpoint_match: f.endpoint_match,
+            },
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

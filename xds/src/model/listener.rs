@@ -62,6 +62,25 @@ pub struct FilterChain {
     /// TCP proxy: forwards the byte stream to a cluster.
     #[serde(default)]
     pub tcp: Option<TcpProxy>,
+    /// Terminate TLS on this chain with the workload certificate (Istio's inbound mTLS).
+    #[serde(default)]
+    pub tls: Option<DownstreamTls>,
+}
+
+/// TLS termination with the workload identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownstreamTls {
+    /// Mutual TLS: the client must present a certificate the trust bundle signs.
+    #[serde(default = "yes")]
+    pub require_client_certificate: bool,
+    /// ALPN accepted, in preference order; empty means `h2`, `http/1.1` and Istio's values.
+    #[serde(default)]
+    pub alpn: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl FilterChain {
@@ -78,9 +97,25 @@ pub struct FilterChainMatch {
     /// The original destination port (SO_ORIGINAL_DST), or the listener's own port without capture.
     #[serde(default)]
     pub destination_port: Option<u16>,
-    /// The sniffed protocol of the first bytes.
+    /// The sniffed protocol of the first bytes (inside TLS when the chain terminates it).
     #[serde(default)]
     pub protocol: Option<Protocol>,
+    /// `tls` when the connection starts with a TLS ClientHello, else `raw_buffer`.
+    #[serde(default)]
+    pub transport_protocol: Option<TransportProtocol>,
+    /// SNI of the ClientHello; `*.example.com` matches one or more leading labels. Empty: any.
+    #[serde(default)]
+    pub server_names: Vec<String>,
+    /// ALPN offered in the ClientHello; the chain matches when any is offered. Empty: any.
+    #[serde(default)]
+    pub application_protocols: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportProtocol {
+    RawBuffer,
+    Tls,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]

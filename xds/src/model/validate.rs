@@ -118,8 +118,24 @@ impl Snapshot {
     fn validate_listener(&self, c: &mut Checker, i: usize, l: &Listener) {
         for (j, fc) in l.filter_chains.iter().enumerate() {
             let path = format!("listeners[{i}].filter_chains[{j}]");
-            if fc.filter_chain_match.destination_port == Some(0) {
+            let m = &fc.filter_chain_match;
+            if m.destination_port == Some(0) {
                 c.err(format!("{path}.match.destination_port"), "0 is not a port");
+            }
+            if fc.tls.is_some() && m.transport_protocol == Some(TransportProtocol::RawBuffer) {
+                c.err(format!("{path}.tls"), "a chain matching transport_protocol raw_buffer cannot terminate TLS");
+            }
+            if m.transport_protocol == Some(TransportProtocol::Tls) && fc.tls.is_none() && fc.http.is_some() {
+                c.err(format!("{path}.http"), "an `http` chain matching TLS must terminate it (`tls:`); pass TLS through with `tcp`");
+            }
+            if fc.tls.is_none() && m.transport_protocol != Some(TransportProtocol::Tls) && (!m.server_names.is_empty() || !m.application_protocols.is_empty()) {
+                c.err(format!("{path}.match"), "server_names and application_protocols come from a TLS ClientHello; add transport_protocol: tls");
+            }
+            for (k, name) in m.server_names.iter().enumerate() {
+                let bare = name.strip_prefix("*.").unwrap_or(name);
+                if bare.is_empty() || dns_name(bare).is_none() {
+                    c.err(format!("{path}.match.server_names[{k}]"), format!("{name:?} is not a DNS name or *.suffix"));
+                }
             }
             match (&fc.http, &fc.tcp) {
                 (Some(_), Some(_)) | (None, None) => {
@@ -280,8 +296,17 @@ fn validate_cluster(c: &mut Checker, i: usize, cl: &Cluster) {
         }
         _ => {}
     }
-    if cl.tls == TlsMode::IstioMutual {
-        c.err(format!("{path}.tls"), "istio_mutual is not supported by this build yet (mTLS lands with the SPIFFE work); use disabled");
+    let tls = &cl.tls;
+    if tls.mode == TlsMode::Disabled && (tls.sni.is_some() || !tls.subject_alt_names.is_empty() || !tls.alpn.is_empty() || !tls.endpoint_match.is_empty()) {
+        c.err(format!("{path}.tls.mode"), "settings are given but mode is disabled; set mode: istio_mutual");
+    }
+    for (k, san) in tls.subject_alt_names.iter().enumerate() {
+        if !san.starts_with("spiffe://") || san.len() <= "spiffe://".len() {
+            c.err(format!("{path}.tls.subject_alt_names[{k}]"), format!("{san:?} is not a SPIFFE ID (spiffe://TRUST_DOMAIN/...)"));
+        }
+    }
+    if tls.sni.as_deref().is_some_and(|s| s.is_empty() || dns_name(s).is_none()) {
+        c.err(format!("{path}.tls.sni"), format!("{:?} is not a DNS name", tls.sni.as_deref().unwrap_or_default()));
     }
     let cb = &cl.circuit_breakers;
     for (field, v) in [("max_connections", cb.max_connections), ("max_pending_requests", cb.max_pending_requests), ("max_requests", cb.max_requests)] {
@@ -326,4 +351,11 @@ fn validate_cluster(c: &mut Checker, i: usize, cl: &Cluster) {
             c.err(format!("{path}.endpoints[{j}].weight"), "must be at least 1");
         }
     }
+}
+
+/// A syntactically valid DNS name (what TLS SNI accepts), without pulling a TLS crate into the model.
+fn dns_name(s: &str) -> Option<&str> {
+    let ok = s.len() <= 253
+        && s.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') && !l.starts_with('-') && !l.ends_with('-'));
+    ok.then_some(s)
 }
