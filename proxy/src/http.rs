@@ -20,6 +20,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
 
 mod ctx;
+mod record;
 mod reply;
 
 use ctx::{Admitted, RequestCtx, replayable};
@@ -153,6 +154,8 @@ impl ProxyHttp for MeshHttp {
             lane: None,
             lane_remembered: false,
             hash_key: None,
+            upstream_sent: None,
+            upstream_service_time: None,
         }
     }
 
@@ -326,6 +329,9 @@ impl ProxyHttp for MeshHttp {
     }
 
     async fn upstream_response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        if !resp.status.is_informational() {
+            ctx.upstream_service_time = ctx.upstream_sent.map(|t| t.elapsed());
+        }
         let status = resp.status.as_u16();
         let grpc_status = if ctx.grpc {
             resp.headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u32>().ok())
@@ -359,6 +365,7 @@ impl ProxyHttp for MeshHttp {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.upstream_sent = Some(Instant::now());
         if ctx.lane_remembered
             && let Some(lane) = ctx.lane.as_deref().and_then(|l| http::HeaderValue::from_str(l).ok()) {
                 upstream.insert_header(ctx.tables.snapshot.lanes.header.clone(), lane)?;
@@ -543,6 +550,7 @@ impl ProxyHttp for MeshHttp {
             upstream = ?ctx.tried.last().and_then(|i| ctx.cluster.as_ref().map(|c| c.0.endpoints[*i].address)),
             duration_ms = ctx.start.elapsed().as_millis() as u64,
         );
+        self.access_log(session, ctx, &record::Outcome { direction, status, flags, served_lane });
     }
 }
 

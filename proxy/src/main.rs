@@ -1,6 +1,7 @@
 //! `oxidecar`: one sidecar that is both the mesh data plane (in place of Envoy under Istio) and the
 //! application runtime (Dapr-compatible APIs on localhost).
 
+mod accesslog;
 mod admin;
 mod cli;
 mod control;

@@ -58,6 +58,8 @@ pub struct Metrics {
     /// Requests that carried a lane, by the lane they were served in (`base` after fallback).
     pub lane_requests: IntCounterVec,
     pub active_requests: IntGauge,
+    /// Access log lines dropped because the writer fell behind.
+    pub access_log_dropped: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -75,6 +77,9 @@ impl Metrics {
         };
         let active_requests = IntGauge::new("oxidecar_http_active_requests", "HTTP requests in flight")?;
         registry.register(Box::new(active_requests.clone()))?;
+        let access_log_dropped =
+            prometheus::IntCounter::new("oxidecar_access_log_dropped_total", "Access log lines dropped because the writer fell behind")?;
+        registry.register(Box::new(access_log_dropped.clone()))?;
         Ok(Self {
             requests_total: counter("istio_requests_total", "Requests handled by the proxy", &REQUEST_LABELS)?,
             request_duration_ms: histogram(
@@ -104,6 +109,7 @@ impl Metrics {
                 &["reporter", "destination_service", "lane", "served_lane"],
             )?,
             active_requests,
+            access_log_dropped,
             registry,
         })
     }

@@ -63,12 +63,15 @@ pub struct Shared {
     pub drain: Drain,
     /// Trace id → lane of requests seen, so follow-up calls in the same trace keep the lane.
     pub lanes: LaneMemory,
+    /// Where access log lines go (per the current config's `telemetry.access_log`).
+    pub access_log: crate::accesslog::AccessLogger,
 }
 
 impl Shared {
     pub fn new(tables: Tables, metrics: Metrics) -> Arc<Self> {
         Arc::new(Self {
             tables: ArcSwap::from_pointee(tables),
+            access_log: crate::accesslog::AccessLogger::new(metrics.access_log_dropped.clone()),
             metrics,
             drain: Drain::default(),
             lanes: LaneMemory::new(LANE_MEMORY_TTL, LANE_MEMORY_MAX),

@@ -67,6 +67,9 @@ pub async fn proxy(
         TrafficDirection::Outbound => (me, ("unknown", "unknown")),
         TrafficDirection::Inbound => (("unknown", "unknown"), me),
     };
+    let start = std::time::Instant::now();
+    let peer = downstream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
+    let log = crate::accesslog::TcpLog { listener, direction, cluster: &cluster.name, downstream: peer, start };
     let upstream = connect(cluster, original).await;
     let flags = if upstream.is_some() { "-" } else { "UF" };
     let labels = [direction.reporter(), src.0, src.1, dst.0, dst.1, &cluster.service, &cluster.service_name, "tcp", flags];
@@ -75,6 +78,7 @@ pub async fn proxy(
     let Some((upstream, addr)) = upstream else {
         tracing::info!(listener, cluster = %cluster.name, "no upstream connection for TCP; closing (UF)");
         m.tcp_closed.with_label_values(&labels).inc();
+        log.write(shared, tables, None, flags, (0, 0));
         return;
     };
     let _ = upstream.set_nodelay(true);
@@ -83,11 +87,13 @@ pub async fn proxy(
     let (received, sent) = (m.tcp_received_bytes.with_label_values(&labels), m.tcp_sent_bytes.with_label_values(&labels));
     let (down_read, down_write) = tokio::io::split(downstream);
     let (up_read, up_write) = upstream.into_split();
-    let (to_upstream, to_downstream) = tokio::join!(pump(down_read, up_write, &received), pump(up_read, down_write, &sent));
+    let (mut rx, mut tx) = (0, 0);
+    let (to_upstream, to_downstream) = tokio::join!(pump(down_read, up_write, &received, &mut rx), pump(up_read, down_write, &sent, &mut tx));
     if let Err(e) = to_upstream.and(to_downstream) {
         tracing::debug!(listener, error = %e, "tcp connection ended with an error");
     }
     m.tcp_closed.with_label_values(&labels).inc();
+    log.write(shared, tables, Some(addr), flags, (rx, tx));
 }
 
 /// Copies one direction until EOF (then half-closes the other side), counting bytes as they pass.
@@ -95,6 +101,7 @@ async fn pump(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
     counter: &prometheus::IntCounter,
+    total: &mut u64,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; COPY_BUFFER];
     loop {
@@ -106,5 +113,6 @@ async fn pump(
         // Pingora's stream buffers writes: push each chunk out now.
         to.flush().await?;
         counter.inc_by(n as u64);
+        *total += n as u64;
     }
 }

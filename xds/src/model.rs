@@ -6,11 +6,13 @@
 mod cluster;
 mod listener;
 mod route;
+mod telemetry;
 mod validate;
 
 pub use cluster::*;
 pub use listener::*;
 pub use route::*;
+pub use telemetry::*;
 pub use validate::{ConfigError, ConfigErrors};
 
 use serde::{Deserialize, Serialize};
@@ -54,6 +56,9 @@ pub struct Snapshot {
     /// xDS they come from SDS instead.
     #[serde(default)]
     pub identity: Option<Identity>,
+    /// Access log, metric labels and tracing.
+    #[serde(default)]
+    pub telemetry: Telemetry,
 }
 
 /// PEM files of the workload identity: the certificate chain carrying the SPIFFE ID in a URI SAN,
@@ -138,6 +143,23 @@ pub struct Node {
     pub workload: Option<String>,
     #[serde(default)]
     pub namespace: Option<String>,
+    /// Pod labels: `app`, `version` and Istio's canonical-name/revision labels fill defaults.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub app: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub canonical_service: Option<String>,
+    #[serde(default)]
+    pub canonical_revision: Option<String>,
+    /// Istio's `CLUSTER_ID` (default `Kubernetes`).
+    #[serde(default)]
+    pub cluster_id: Option<String>,
+    /// Istio's `MESH_ID` (default `cluster.local`).
+    #[serde(default)]
+    pub mesh_id: Option<String>,
 }
 
 /// Where the operator-facing endpoints listen.

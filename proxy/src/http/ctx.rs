@@ -43,6 +43,10 @@ pub struct RequestCtx {
     pub(super) lane_remembered: bool,
     /// Consistent-hash key from the route's hash policy.
     pub(super) hash_key: Option<u64>,
+    /// When the current attempt's request headers went upstream, and how long the upstream took
+    /// to answer (the access log's `upstream_service_time`).
+    pub(super) upstream_sent: Option<Instant>,
+    pub(super) upstream_service_time: Option<std::time::Duration>,
 }
 
 /// A request counted against its cluster's `max_requests` until dropped.

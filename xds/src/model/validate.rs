@@ -103,6 +103,9 @@ impl Snapshot {
                 c.err(field, format!("{v:?} is not a key"));
             }
         }
+        for (path, message) in self.telemetry.problems() {
+            c.err(path, message);
+        }
         let inv = &self.invocation;
         if !inv.apps.is_empty() && !self.listeners.iter().any(|l| l.name == inv.listener) {
             c.err("invocation.listener", format!("unknown listener {:?}", inv.listener));
