@@ -1,4 +1,5 @@
-//! Operator endpoints: the admin port (`/ready`, `/config_dump`, `/clusters`, `/stats/prometheus`),
+//! Operator endpoints: the admin port (`/ready`, `/config_dump`, `/clusters`, `/stats/prometheus`,
+//! and in `ops`: `/stats`, `/logging`, `/drain_listeners`, `/quitquitquit`),
 //! the metrics ports (`/stats/prometheus`, `/healthz/ready`) and the kubelet health port.
 
 use std::fmt::Write as _;
@@ -13,6 +14,8 @@ use axum::routing::get;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+mod ops;
+
 use crate::control::ConfigSource;
 use crate::shared::Shared;
 
@@ -20,6 +23,8 @@ use crate::shared::Shared;
 pub struct AdminState {
     pub shared: Arc<Shared>,
     pub source: Arc<ConfigSource>,
+    /// When the process started serving (`server.uptime` in `/stats`).
+    pub started: std::time::Instant,
 }
 
 async fn ready(State(s): State<AdminState>) -> Response {
@@ -106,6 +111,10 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/config_dump", get(config_dump))
         .route("/clusters", get(clusters))
         .route("/stats/prometheus", get(prometheus))
+        .route("/stats", get(ops::stats))
+        .route("/logging", get(ops::logging).post(ops::logging))
+        .route("/drain_listeners", get(ops::drain_listeners).post(ops::drain_listeners))
+        .route("/quitquitquit", get(ops::quitquitquit).post(ops::quitquitquit))
         .with_state(state)
 }
 

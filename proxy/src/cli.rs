@@ -1,11 +1,11 @@
-//! Command line: `oxidecar run` (daprd's flags are accepted as they are) and `oxidecar validate`.
+//! Command line: `oxidecar run` (daprd's flags are accepted as they are), `oxidecar validate` and
+//! `oxidecar wait`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use oxidecar_runtime_apis::{AppProtocol, RuntimeConfig};
-use tracing_subscriber::EnvFilter;
 
 use crate::server::RunOptions;
 
@@ -26,6 +26,9 @@ pub enum Command {
         /// The static YAML config file.
         file: PathBuf,
     },
+    /// Wait until the sidecar is ready (exit 0) or the timeout passes (exit 1): a postStart hook
+    /// that holds the app container until the proxy serves, like Istio's holdApplicationUntilProxyStarts.
+    Wait(crate::wait::WaitArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -104,29 +107,6 @@ impl RunArgs {
                 api_token: self.dapr_api_token.clone().filter(|t| !t.is_empty()),
             },
         }
-    }
-}
-
-/// `--log-level` sets our level; Pingora's own chatter stays at warn unless RUST_LOG says otherwise.
-pub fn init_logging(level: &str, json: bool) {
-    let level = match level {
-        "debug" | "info" | "warn" | "error" | "trace" => level,
-        other => {
-            eprintln!("oxidecar: --log-level {other:?} is not one of debug, info, warn, error; using info");
-            "info"
-        }
-    };
-    let filter = EnvFilter::try_from_default_env()
-        // pingora_core::connectors logs an ERROR each time a pooled connection cannot be taken
-        // back (it then opens a new one): routine after a retried attempt, so it stays quiet.
-        .unwrap_or_else(|_| {
-            EnvFilter::new(format!("{level},pingora=warn,pingora_core=warn,pingora_proxy=warn,pingora_core::connectors=off"))
-        });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }
 

@@ -90,6 +90,9 @@ impl ServerApp for MeshListener {
             tracing::info!(listener = %self.name, "listener removed from config; closing connection");
             return None;
         };
+        if self.shared.drain.refuses(listener.direction) {
+            return None;
+        }
         let (local, original) = connection_addrs(stream.get_socket_digest().as_deref());
         let port = original.or(local).map_or(0, |a| a.port());
         let mut protocols = listener.candidates(port).map(|c| c.protocol);
@@ -120,6 +123,8 @@ impl ServerApp for MeshListener {
                 let mut stream = stream;
                 loop {
                     match self.http.process_new(stream, shutdown).await {
+                        // Drained listeners close kept-alive connections after their request.
+                        Some(_) if self.shared.drain.refuses(listener.direction) => return None,
                         Some(s) => stream = s,
                         None => return None,
                     }

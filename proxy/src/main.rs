@@ -9,11 +9,13 @@ mod health;
 mod http;
 mod invoke;
 mod listener;
+mod logctl;
 mod metrics;
 mod server;
 mod shared;
 mod tables;
 mod tcp;
+mod wait;
 
 use std::process::ExitCode;
 
@@ -26,7 +28,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Run(args) => {
-            cli::init_logging(&args.log_level, args.log_as_json);
+            logctl::init(&args.log_level, args.log_as_json);
             match server::run(args.run_options()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        cli::Command::Wait(args) => wait::run(&args),
         cli::Command::Validate { file } => match oxidecar_xds::load_file(&file) {
             Ok(s) => {
                 println!(

@@ -185,7 +185,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
         listen_addrs.push(l.address);
     }
 
-    let state = AdminState { shared: shared.clone(), source: source.clone() };
+    let state = AdminState { shared: shared.clone(), source: source.clone(), started: Instant::now() };
     let control_shared = shared.clone();
     let stop = control_stop.clone();
     let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();

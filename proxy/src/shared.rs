@@ -16,6 +16,8 @@ pub struct Drain {
     ready: AtomicBool,
     draining: AtomicBool,
     in_flight: AtomicI64,
+    /// Set by `/drain_listeners`: 1 = inbound listeners refuse new connections, 2 = all do.
+    closed: std::sync::atomic::AtomicU8,
 }
 
 impl Drain {
@@ -31,6 +33,18 @@ impl Drain {
     }
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+    /// Makes the listeners (or only the inbound ones) close new connections at once.
+    pub fn close_listeners(&self, inbound_only: bool) {
+        self.closed.fetch_max(if inbound_only { 1 } else { 2 }, Ordering::SeqCst);
+    }
+    /// Whether a listener of this direction must refuse new connections.
+    pub fn refuses(&self, direction: oxidecar_xds::model::TrafficDirection) -> bool {
+        match self.closed.load(Ordering::Relaxed) {
+            0 => false,
+            1 => direction == oxidecar_xds::model::TrafficDirection::Inbound,
+            _ => true,
+        }
     }
     pub fn in_flight(&self) -> i64 {
         self.in_flight.load(Ordering::SeqCst)

@@ -123,6 +123,11 @@ impl Proxy {
     }
 
     pub async fn start_with_args(ports: AdminPorts, body: &str, args: &[&str]) -> Proxy {
+        Self::start_logging_to(ports, body, args, Stdio::inherit()).await
+    }
+
+    /// Like [`Proxy::start_with_args`], with the proxy's stderr (its log) sent to `stderr`.
+    pub async fn start_logging_to(ports: AdminPorts, body: &str, args: &[&str], stderr: Stdio) -> Proxy {
         let dir = TempDir::new("proxy");
         let config = dir.0.join("mesh.yaml");
         std::fs::write(&config, format!("{}{body}", ports.yaml())).expect("write config");
@@ -143,7 +148,7 @@ impl Proxy {
             .args(args)
             .env("RUST_LOG", std::env::var("OXIDECAR_TEST_LOG").unwrap_or_else(|_| "info,pingora=warn,pingora_core::connectors=off".into()))
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn oxidecar");
         let mut proxy = Proxy { child, ports, config, _dir: dir };
