@@ -14,6 +14,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+mod merge;
 mod ops;
 
 use crate::control::ConfigSource;
@@ -25,6 +26,8 @@ pub struct AdminState {
     pub source: Arc<ConfigSource>,
     /// When the process started serving (`server.uptime` in `/stats`).
     pub started: std::time::Instant,
+    /// The app's metrics endpoint from `ISTIO_PROMETHEUS_ANNOTATIONS` (the config's wins).
+    pub app_scrape: Option<oxidecar_xds::model::AppScrape>,
 }
 
 async fn ready(State(s): State<AdminState>) -> Response {
@@ -121,6 +124,16 @@ pub fn admin_router(state: AdminState) -> Router {
 pub fn metrics_router(state: AdminState) -> Router {
     Router::new()
         .route("/stats/prometheus", get(prometheus))
+        .route("/healthz/ready", get(ready))
+        .with_state(state)
+}
+
+pub use merge::from_env as app_scrape_from_env;
+
+/// The merged-metrics port (15020): ours plus the app's.
+pub fn merged_metrics_router(state: AdminState) -> Router {
+    Router::new()
+        .route("/stats/prometheus", get(merge::merged))
         .route("/healthz/ready", get(ready))
         .with_state(state)
 }

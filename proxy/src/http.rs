@@ -20,6 +20,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
 
 mod ctx;
+pub mod exchange;
 mod record;
 mod reply;
 
@@ -156,6 +157,7 @@ impl ProxyHttp for MeshHttp {
             hash_key: None,
             upstream_sent: None,
             upstream_service_time: None,
+            peer: None,
         }
     }
 
@@ -166,6 +168,7 @@ impl ProxyHttp for MeshHttp {
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
         self.find_lane(session, ctx);
+        self.read_request_metadata(session, ctx, self.direction(&ctx.tables));
         if let Some((target, to_app)) = self.invocation_target(session, &ctx.tables) {
             // Service invocation from a peer sidecar: to the HTTP app directly, or through the
             // local runtime (which speaks OnInvoke to a gRPC app).
@@ -366,6 +369,7 @@ impl ProxyHttp for MeshHttp {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_sent = Some(Instant::now());
+        self.write_request_metadata(upstream, ctx, self.direction(&ctx.tables))?;
         if ctx.lane_remembered
             && let Some(lane) = ctx.lane.as_deref().and_then(|l| http::HeaderValue::from_str(l).ok()) {
                 upstream.insert_header(ctx.tables.snapshot.lanes.header.clone(), lane)?;
@@ -396,6 +400,7 @@ impl ProxyHttp for MeshHttp {
     }
 
     async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        self.exchange_response_metadata(resp, ctx, self.direction(&ctx.tables))?;
         if let Some(route) = &ctx.route {
             for name in &route.response_headers_to_remove {
                 resp.remove_header(name);
@@ -478,7 +483,6 @@ impl ProxyHttp for MeshHttp {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.release_endpoint(false);
         let tables = ctx.tables.clone();
-        let node = &tables.snapshot.node;
         let direction = self.direction(&tables);
         let status = match (session.response_written(), ctx.reply) {
             (_, Some(reply)) if reply.status != 0 => reply.status,
@@ -501,29 +505,9 @@ impl ProxyHttp for MeshHttp {
         let retries_exhausted =
             status >= 500 && ctx.retries > 0 && ctx.retry_policy().is_some_and(|p| ctx.retries >= p.num_retries);
         let flags = ctx.reply.map_or(if retries_exhausted { "URX" } else { "-" }, |r| r.flags);
-        let (service, service_name) = match &ctx.cluster {
-            Some(Admitted(c)) => (&*c.service, &*c.service_name),
-            None => ("unknown", "unknown"),
-        };
-        let me_workload = node.workload.as_deref().unwrap_or("unknown");
-        let me_namespace = node.namespace.as_deref().unwrap_or("unknown");
-        let (src, src_ns, dst, dst_ns) = match direction {
-            TrafficDirection::Outbound => (me_workload, me_namespace, "unknown", "unknown"),
-            TrafficDirection::Inbound => ("unknown", "unknown", me_workload, me_namespace),
-        };
-        let labels = [
-            direction.reporter(),
-            src,
-            src_ns,
-            dst,
-            dst_ns,
-            service,
-            service_name,
-            if ctx.grpc { "grpc" } else { "http" },
-            code,
-            ctx.grpc_status.as_deref().unwrap_or("-"),
-            flags,
-        ];
+        let service = ctx.cluster.as_ref().map_or("unknown", |Admitted(c)| &*c.service);
+        let istio = exchange::request_labels(ctx, direction, code, flags);
+        let labels = istio.values(&self.shared.metrics.label_bounds, &tables.snapshot.telemetry.metrics);
         let m = &self.shared.metrics;
         m.requests_total.with_label_values(&labels).inc();
         let served_lane = match (&ctx.cluster, ctx.lane.as_deref()) {

@@ -11,6 +11,7 @@ mod invoke;
 mod listener;
 mod logctl;
 mod metrics;
+mod peer;
 mod server;
 mod shared;
 mod tables;

@@ -12,33 +12,15 @@ const DURATION_BUCKETS_MS: [f64; 19] = [
 /// Size buckets in bytes, 1 B to 100 MB.
 const SIZE_BUCKETS: [f64; 9] = [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0, 100000000.0];
 
-/// Labels of the HTTP/gRPC request families (Istio's names).
-pub const REQUEST_LABELS: [&str; 11] = [
-    "reporter",
-    "source_workload",
-    "source_workload_namespace",
-    "destination_workload",
-    "destination_workload_namespace",
-    "destination_service",
-    "destination_service_name",
-    "request_protocol",
-    "response_code",
-    "grpc_response_status",
-    "response_flags",
-];
+pub mod istio;
 
-/// Labels of the TCP families.
-pub const TCP_LABELS: [&str; 9] = [
-    "reporter",
-    "source_workload",
-    "source_workload_namespace",
-    "destination_workload",
-    "destination_workload_namespace",
-    "destination_service",
-    "destination_service_name",
-    "request_protocol",
-    "response_flags",
-];
+/// Labels of the HTTP/gRPC request families: Istio's full standard set.
+pub static REQUEST_LABELS: [&str; 25] = oxidecar_xds::model::ISTIO_REQUEST_LABELS;
+
+/// Labels of the TCP families: the same without `response_code` and `grpc_response_status`.
+pub fn tcp_labels() -> &'static [&'static str] {
+    &REQUEST_LABELS[..23]
+}
 
 /// Handles to every metric family the proxy records.
 #[derive(Clone)]
@@ -60,6 +42,10 @@ pub struct Metrics {
     pub active_requests: IntGauge,
     /// Access log lines dropped because the writer fell behind.
     pub access_log_dropped: prometheus::IntCounter,
+    /// Distinct values seen per Istio label, to cap peer-controlled ones.
+    pub label_bounds: std::sync::Arc<istio::Bounds>,
+    /// Scrapes of the app's own metrics for the merged port, by result.
+    pub app_scrapes: IntCounterVec,
 }
 
 impl Metrics {
@@ -89,14 +75,14 @@ impl Metrics {
             )?,
             request_bytes: histogram("istio_request_bytes", "Request body sizes in bytes", &SIZE_BUCKETS)?,
             response_bytes: histogram("istio_response_bytes", "Response body sizes in bytes", &SIZE_BUCKETS)?,
-            tcp_sent_bytes: counter("istio_tcp_sent_bytes_total", "Bytes sent to the downstream on TCP connections", &TCP_LABELS)?,
+            tcp_sent_bytes: counter("istio_tcp_sent_bytes_total", "Bytes sent to the downstream on TCP connections", tcp_labels())?,
             tcp_received_bytes: counter(
                 "istio_tcp_received_bytes_total",
                 "Bytes received from the downstream on TCP connections",
-                &TCP_LABELS,
+                tcp_labels(),
             )?,
-            tcp_opened: counter("istio_tcp_connections_opened_total", "TCP connections opened", &TCP_LABELS)?,
-            tcp_closed: counter("istio_tcp_connections_closed_total", "TCP connections closed", &TCP_LABELS)?,
+            tcp_opened: counter("istio_tcp_connections_opened_total", "TCP connections opened", tcp_labels())?,
+            tcp_closed: counter("istio_tcp_connections_closed_total", "TCP connections closed", tcp_labels())?,
             no_filter_chain: counter(
                 "oxidecar_listener_no_filter_chain_total",
                 "Connections closed because no filter chain matched",
@@ -110,6 +96,8 @@ impl Metrics {
             )?,
             active_requests,
             access_log_dropped,
+            label_bounds: Default::default(),
+            app_scrapes: counter("oxidecar_app_metrics_scrapes_total", "Scrapes of the app's metrics for the merged port", &["result"])?,
             registry,
         })
     }

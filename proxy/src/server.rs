@@ -185,7 +185,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
         listen_addrs.push(l.address);
     }
 
-    let state = AdminState { shared: shared.clone(), source: source.clone(), started: Instant::now() };
+    let state = AdminState { shared: shared.clone(), source: source.clone(), started: Instant::now(), app_scrape: admin::app_scrape_from_env() };
     let control_shared = shared.clone();
     let stop = control_stop.clone();
     let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
@@ -220,8 +220,10 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
                 let _ = started_tx.send(Ok(()));
                 let mut tasks = tokio::task::JoinSet::new();
                 tasks.spawn(admin::serve(admin_listener, admin::admin_router(state.clone()), stop.clone()));
-                for l in metrics_listeners {
-                    tasks.spawn(admin::serve(l, admin::metrics_router(state.clone()), stop.clone()));
+                for (i, l) in metrics_listeners.into_iter().enumerate() {
+                    // The second metrics address (15020) merges the app's metrics, as pilot-agent does.
+                    let router = if i == 1 { admin::merged_metrics_router(state.clone()) } else { admin::metrics_router(state.clone()) };
+                    tasks.spawn(admin::serve(l, router, stop.clone()));
                 }
                 tasks.spawn(admin::serve(health_listener, admin::health_router(state.clone()), stop.clone()));
                 tasks.spawn(control::watch(control_shared.clone(), state.source.clone(), stop.clone()));

@@ -79,6 +79,8 @@ pub struct Shared {
     pub lanes: LaneMemory,
     /// Where access log lines go (per the current config's `telemetry.access_log`).
     pub access_log: crate::accesslog::AccessLogger,
+    /// This node's encoded metadata-exchange headers, re-encoded when the node changes.
+    pub node_headers: arc_swap::ArcSwapOption<crate::http::exchange::NodeHeaders>,
 }
 
 impl Shared {
@@ -86,6 +88,7 @@ impl Shared {
         Arc::new(Self {
             tables: ArcSwap::from_pointee(tables),
             access_log: crate::accesslog::AccessLogger::new(metrics.access_log_dropped.clone()),
+            node_headers: Default::default(),
             metrics,
             drain: Drain::default(),
             lanes: LaneMemory::new(LANE_MEMORY_TTL, LANE_MEMORY_MAX),

@@ -11,6 +11,7 @@ use pingora::protocols::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::metrics::istio::{IstioLabels, Workload};
 use crate::shared::{InFlight, Shared};
 use crate::tables::{ChainAction, ChainEntry, ClusterState, Tables};
 
@@ -48,6 +49,28 @@ async fn connect(cluster: &ClusterState, original: Option<SocketAddr>) -> Option
     None
 }
 
+/// Istio's labels for a TCP connection: this node on one side, `unknown` on the other until the
+/// mTLS work identifies TCP peers.
+fn tcp_labels<'a>(tables: &'a Tables, direction: TrafficDirection, cluster: &'a ClusterState, flags: &'a str) -> IstioLabels<'a> {
+    let me = Workload::node(&tables.snapshot.node, None);
+    let (source, destination, security_policy) = match direction {
+        TrafficDirection::Outbound => (me, Workload::UNKNOWN, "unknown"),
+        TrafficDirection::Inbound => (Workload::UNKNOWN, me, "none"),
+    };
+    IstioLabels {
+        direction,
+        source,
+        destination,
+        service: &cluster.service,
+        service_name: &cluster.service_name,
+        protocol: "tcp",
+        flags,
+        security_policy,
+        response_code: "",
+        grpc_status: "",
+    }
+}
+
 /// Proxies one accepted connection to the chain's cluster until either side closes.
 pub async fn proxy(
     shared: &Arc<Shared>,
@@ -61,18 +84,12 @@ pub async fn proxy(
     let _in_flight = InFlight::new(shared);
     let ChainAction::Tcp { destination } = &chain.action else { return };
     let cluster = tables.cluster(destination.pick());
-    let node = &tables.snapshot.node;
-    let me = (node.workload.as_deref().unwrap_or("unknown"), node.namespace.as_deref().unwrap_or("unknown"));
-    let (src, dst) = match direction {
-        TrafficDirection::Outbound => (me, ("unknown", "unknown")),
-        TrafficDirection::Inbound => (("unknown", "unknown"), me),
-    };
     let start = std::time::Instant::now();
     let peer = downstream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
     let log = crate::accesslog::TcpLog { listener, direction, cluster: &cluster.name, downstream: peer, start };
     let upstream = connect(cluster, original).await;
     let flags = if upstream.is_some() { "-" } else { "UF" };
-    let labels = [direction.reporter(), src.0, src.1, dst.0, dst.1, &cluster.service, &cluster.service_name, "tcp", flags];
+    let labels = tcp_labels(tables, direction, cluster, flags).tcp_values(&shared.metrics.label_bounds, &tables.snapshot.telemetry.metrics);
     let m = &shared.metrics;
     m.tcp_opened.with_label_values(&labels).inc();
     let Some((upstream, addr)) = upstream else {

@@ -47,6 +47,8 @@ pub struct RequestCtx {
     /// to answer (the access log's `upstream_service_time`).
     pub(super) upstream_sent: Option<Instant>,
     pub(super) upstream_service_time: Option<std::time::Duration>,
+    /// What the peer sidecar said about itself (Istio metadata exchange), for the metric labels.
+    pub(super) peer: Option<crate::peer::PeerInfo>,
 }
 
 /// A request counted against its cluster's `max_requests` until dropped.
