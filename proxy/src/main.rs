@@ -3,6 +3,7 @@
 
 mod accesslog;
 mod admin;
+mod capture;
 mod cli;
 mod control;
 mod health;
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
             }
         }
         cli::Command::Wait(args) => wait::run(&args),
+        cli::Command::Capture(args) => ExitCode::from(capture::run(&args)),
         cli::Command::Validate { file } => match oxidecar_xds::load_file(&file) {
             Ok(s) => {
                 println!(
