@@ -1,4 +1,4 @@
-//! Command line: `oxidecar run` (daprd's flags are accepted as they are), `oxidecar validate` and
+//! Command line: `oxidecar run` (daprd's flags are accepted as they are), `oxidecar validate`,
 //! `oxidecar wait` and `oxidecar capture`.
 
 use std::net::{IpAddr, SocketAddr};

@@ -53,7 +53,7 @@ fn app_path(path: &str) -> Option<&str> {
 /// The connection's local address and, when it was redirected, its original destination.
 pub fn connection_addrs(digest: Option<&SocketDigest>) -> (Option<SocketAddr>, Option<SocketAddr>) {
     let Some(sd) = digest else { return (None, None) };
-    let local = sd.local_addr().and_then(|a| a.as_inet()).copied();
+    let local = sd.local_addr().and_then(|a| a.as_inet()).copied().map(crate::original_dst::canonical);
     let original = sd.original_dst().and_then(|a| a.as_inet()).copied().filter(|o| Some(*o) != local);
     (local, original)
 }
@@ -187,6 +187,7 @@ impl ProxyHttp for MeshHttp {
             }
         };
         let cluster = ctx.tables.cluster(route.destination.pick()).clone();
+        let cluster_kind = cluster.kind;
         let active = cluster.stats.rq_active.fetch_add(1, Ordering::Relaxed);
         let admitted = Admitted(cluster);
         if active >= u64::from(admitted.0.circuit_breakers.max_requests) {
@@ -198,6 +199,12 @@ impl ProxyHttp for MeshHttp {
             return Ok(true);
         }
         ctx.cluster = Some(admitted);
+        if cluster_kind == ClusterKind::Blackhole {
+            // REGISTRY_ONLY: the destination is not a known service.
+            ctx.reply = Some(BLACKHOLE);
+            write_reply(session, BLACKHOLE, ctx.grpc, false).await;
+            return Ok(true);
+        }
         ctx.deadline = route.timeout.map(|t| ctx.start + t);
         if !route.hash_policy.is_empty() {
             let source_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
@@ -229,8 +236,12 @@ impl ProxyHttp for MeshHttp {
             return Err(Error::explain(ErrorType::HTTPStatus(504), TIMEOUT.reason));
         }
         let addr = match cluster.kind {
-            ClusterKind::OriginalDst => match ctx.original_dst {
-                Some(a) => a,
+            ClusterKind::Blackhole => {
+                ctx.reply = Some(BLACKHOLE);
+                return Err(Error::explain(ErrorType::HTTPStatus(BLACKHOLE.status), BLACKHOLE.reason));
+            }
+            ClusterKind::OriginalDst | ClusterKind::OriginalDstLoopback => match ctx.original_dst {
+                Some(a) => cluster.kind.passthrough_address(a),
                 None => {
                     ctx.reply = Some(NO_ORIGINAL_DST);
                     return Err(Error::explain(ErrorType::HTTPStatus(503), NO_ORIGINAL_DST.reason));

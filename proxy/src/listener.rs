@@ -93,6 +93,7 @@ impl ServerApp for MeshListener {
         if self.shared.drain.refuses(listener.direction) {
             return None;
         }
+        crate::original_dst::record(&stream);
         let (local, original) = connection_addrs(stream.get_socket_digest().as_deref());
         let port = original.or(local).map_or(0, |a| a.port());
         let mut protocols = listener.candidates(port).map(|c| c.protocol);

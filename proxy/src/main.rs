@@ -12,6 +12,7 @@ mod invoke;
 mod listener;
 mod logctl;
 mod metrics;
+mod original_dst;
 mod peer;
 mod server;
 mod shared;

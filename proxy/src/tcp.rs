@@ -22,8 +22,11 @@ const MAX_CONNECT_ATTEMPTS: usize = 3;
 const COPY_BUFFER: usize = 16 * 1024;
 
 async fn connect(cluster: &ClusterState, original: Option<SocketAddr>) -> Option<(TcpStream, SocketAddr)> {
-    if cluster.kind == ClusterKind::OriginalDst {
-        let addr = original?;
+    if cluster.kind == ClusterKind::Blackhole {
+        return None;
+    }
+    if cluster.kind.is_original_dst() {
+        let addr = cluster.kind.passthrough_address(original?);
         return match tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => Some((s, addr)),
             _ => None,
@@ -88,7 +91,11 @@ pub async fn proxy(
     let peer = downstream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
     let log = crate::accesslog::TcpLog { listener, direction, cluster: &cluster.name, downstream: peer, start };
     let upstream = connect(cluster, original).await;
-    let flags = if upstream.is_some() { "-" } else { "UF" };
+    let flags = match (&upstream, cluster.kind) {
+        (Some(_), _) => "-",
+        (None, ClusterKind::Blackhole) => "UH",
+        (None, _) => "UF",
+    };
     let labels = tcp_labels(tables, direction, cluster, flags).tcp_values(&shared.metrics.label_bounds, &tables.snapshot.telemetry.metrics);
     let m = &shared.metrics;
     m.tcp_opened.with_label_values(&labels).inc();

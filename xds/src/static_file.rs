@@ -230,4 +230,27 @@ clusters:
         let errs = parse_str(&MTLS.replace("tls: istio_mutual", "tls: mutual")).expect_err("bad mode");
         assert_eq!(errs[0].path, "clusters[2].tls");
     }
+
+    #[test]
+    fn passthrough_and_blackhole_clusters_take_no_endpoints() {
+        let ok = "clusters:\n  - { name: PassthroughCluster, type: original_dst }\n  - { name: InboundPassthroughCluster, type: original_dst_loopback }\n  - { name: BlackHoleCluster, type: blackhole }\n";
+        let s = parse_str(ok).expect("valid");
+        let kinds: Vec<ClusterKind> = s.clusters.iter().map(|c| c.kind).collect();
+        assert_eq!(kinds, [ClusterKind::OriginalDst, ClusterKind::OriginalDstLoopback, ClusterKind::Blackhole]);
+        assert!(kinds[0].is_original_dst() && kinds[1].is_original_dst() && !kinds[2].is_original_dst());
+        let (v4, v6): (std::net::SocketAddr, std::net::SocketAddr) = ("10.1.2.3:8080".parse().expect("v4"), "[fd00::7]:9090".parse().expect("v6"));
+        assert_eq!(kinds[0].passthrough_address(v4), v4);
+        assert_eq!(kinds[1].passthrough_address(v4).to_string(), "127.0.0.1:8080");
+        assert_eq!(kinds[1].passthrough_address(v6).to_string(), "[::1]:9090");
+        let bad = "clusters:\n  - { name: in, type: original_dst_loopback, endpoints: [{ address: 127.0.0.1:80 }] }\n  - { name: bh, type: blackhole, health_check: {}, endpoints: [{ address: 127.0.0.1:81 }] }\n";
+        let text: Vec<String> = parse_str(bad).expect_err("endpoints given").iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "clusters[0].endpoints: an original_dst cluster takes its endpoint from each connection; remove the list",
+                "clusters[1].endpoints: a blackhole cluster refuses every connection; remove the list",
+                "clusters[1].health_check: only a static cluster has endpoints to check",
+            ]
+        );
+    }
 }

@@ -19,6 +19,7 @@ pub(super) const NO_ROUTE: Reply = Reply { status: 404, flags: "NR", reason: "no
 pub(super) const OVERFLOW: Reply = Reply { status: 503, flags: "UO", reason: "upstream overflow: circuit breaker max_requests reached" };
 pub(super) const NO_HEALTHY: Reply = Reply { status: 503, flags: "UH", reason: "no healthy upstream" };
 pub(super) const NO_ORIGINAL_DST: Reply = Reply { status: 503, flags: "UH", reason: "no original destination for passthrough" };
+pub(super) const BLACKHOLE: Reply = Reply { status: 502, flags: "UH", reason: "destination is not a known service (BlackHoleCluster)" };
 pub(super) const CONNECT_FAILURE: Reply = Reply { status: 503, flags: "UF", reason: "upstream connect error" };
 pub(super) const RETRIES_EXHAUSTED: Reply = Reply { status: 503, flags: "URX,UF", reason: "upstream connect error, retries exhausted" };
 pub(super) const TIMEOUT: Reply = Reply { status: 504, flags: "UT", reason: "upstream request timeout" };

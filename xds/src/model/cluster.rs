@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 /// Istio's default connect timeout for mesh clusters.
@@ -90,6 +90,32 @@ pub enum ClusterKind {
     Static,
     /// The connection's original destination (passthrough), as Envoy's ORIGINAL_DST.
     OriginalDst,
+    /// The original destination's port on this host's loopback (127.0.0.1, or ::1 for IPv6):
+    /// captured inbound traffic handed to the app in the pod, which then only needs to listen
+    /// on localhost. The sidecar's own connections to loopback are never captured, so this
+    /// cannot loop.
+    OriginalDstLoopback,
+    /// Refuses everything, as Istio's `BlackHoleCluster` (outboundTrafficPolicy REGISTRY_ONLY):
+    /// HTTP gets a 502 local reply, TCP connections are closed.
+    Blackhole,
+}
+
+impl ClusterKind {
+    /// Whether endpoints come from each connection rather than from the config.
+    pub fn is_original_dst(self) -> bool {
+        matches!(self, ClusterKind::OriginalDst | ClusterKind::OriginalDstLoopback)
+    }
+
+    /// Where a connection whose original destination was `original` goes, for the original_dst kinds.
+    pub fn passthrough_address(self, original: SocketAddr) -> SocketAddr {
+        match self {
+            ClusterKind::OriginalDstLoopback => {
+                let ip = if original.is_ipv6() { IpAddr::V6(Ipv6Addr::LOCALHOST) } else { IpAddr::V4(Ipv4Addr::LOCALHOST) };
+                SocketAddr::new(ip, original.port())
+            }
+            _ => original,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -294,8 +294,11 @@ fn validate_cluster(c: &mut Checker, i: usize, cl: &Cluster) {
         ClusterKind::Static if cl.endpoints.is_empty() => {
             c.err(format!("{path}.endpoints"), "a static cluster needs at least one endpoint");
         }
-        ClusterKind::OriginalDst if !cl.endpoints.is_empty() => {
+        ClusterKind::OriginalDst | ClusterKind::OriginalDstLoopback if !cl.endpoints.is_empty() => {
             c.err(format!("{path}.endpoints"), "an original_dst cluster takes its endpoint from each connection; remove the list");
+        }
+        ClusterKind::Blackhole if !cl.endpoints.is_empty() => {
+            c.err(format!("{path}.endpoints"), "a blackhole cluster refuses every connection; remove the list");
         }
         _ => {}
     }
@@ -335,8 +338,8 @@ fn validate_cluster(c: &mut Checker, i: usize, cl: &Cluster) {
         if hc.http_path.as_deref().is_some_and(|p| !p.starts_with('/')) {
             c.err(format!("{path}.health_check.http_path"), format!("{:?} must start with `/`", hc.http_path.as_deref().unwrap_or("")));
         }
-        if cl.kind == ClusterKind::OriginalDst {
-            c.err(format!("{path}.health_check"), "an original_dst cluster has no endpoints to check");
+        if cl.kind != ClusterKind::Static {
+            c.err(format!("{path}.health_check"), "only a static cluster has endpoints to check");
         }
     }
     let mut seen = HashSet::new();
