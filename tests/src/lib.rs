@@ -1,8 +1,10 @@
 //! The end-to-end harness: the real `oxidecar` binary against real servers on loopback.
-//! Upstreams here are small real servers (HTTP/1.1 + h2c, TCP echo, a tonic gRPC service).
+//! Upstreams here are small real servers (HTTP/1.1 + h2c, TCP echo, a tonic gRPC service);
+//! `pods` runs them in network namespaces behind captured sidecars.
 
 pub mod grpc;
 pub mod harness;
+pub mod pods;
 pub mod upstream;
 
 pub use harness::*;

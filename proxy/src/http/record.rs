@@ -30,7 +30,8 @@ impl MeshHttp {
         let authority = req.uri.authority().map(|a| a.as_str()).or_else(|| header(session, "host"));
         let cluster = ctx.cluster.as_ref().map(|Admitted(c)| c);
         let upstream_host = cluster.and_then(|c| match c.kind {
-            ClusterKind::OriginalDst => ctx.original_dst.map(|a| a.to_string()),
+            ClusterKind::OriginalDst | ClusterKind::OriginalDstLoopback => ctx.original_dst.map(|a| c.kind.passthrough_address(a).to_string()),
+            ClusterKind::Blackhole => None,
             ClusterKind::Static => ctx.tried.last().map(|i| c.endpoints[*i].address.to_string()),
         });
         let traceparent = header(session, "traceparent");

@@ -1,0 +1,315 @@
+//! The mesh end to end on real network stacks: pods are network namespaces on a bridge, apps in
+//! them are unmodified (python's http.server, redis-server, a tonic gRPC server, curl, redis-cli,
+//! the Dapr Python SDK) and their traffic reaches the sidecars only through `oxidecar capture`.
+//! Needs root; see docs/PODS.md.
+
+use std::time::Duration;
+
+use oxidecar_tests::pods::{Net, Pod};
+use oxidecar_tests::{eventually, metric_sum};
+
+const HTTP_PORT: u16 = 8080;
+const GRPC_PORT: u16 = 50051;
+const REDIS_PORT: u16 = 7379;
+const BANNER_PORT: u16 = 7380;
+/// An app in a pod outside the mesh: no service names it.
+const OUTSIDE_PORT: u16 = 9000;
+const OUTSIDE_REDIS_PORT: u16 = 9379;
+
+/// Outbound traffic to destinations no service covers (Istio's outboundTrafficPolicy).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    AllowAny,
+    RegistryOnly,
+}
+
+/// A sidecar config: mesh services of pod `b` (HTTP, gRPC, redis, a server-first banner), the
+/// outbound default for everything else, and inbound to the app on localhost.
+fn sidecar_config(workload: &str, b: &Pod, policy: Policy) -> String {
+    let unknown = match policy {
+        Policy::AllowAny => "PassthroughCluster",
+        Policy::RegistryOnly => "BlackHoleCluster",
+    };
+    let b_ip = b.ip;
+    format!(
+        r#"node: {{ workload: {workload}, namespace: pods }}
+listeners:
+  - name: virtualOutbound
+    address: "[::]:15001"
+    direction: outbound
+    filter_chains:
+      - {{ name: redis-b, match: {{ destination_port: {REDIS_PORT} }}, tcp: {{ cluster: redis-b }} }}
+      - {{ name: banner-b, match: {{ destination_port: {BANNER_PORT} }}, tcp: {{ cluster: banner-b }} }}
+      - {{ name: outbound-http, http: {{ route_config: outbound }} }}
+      - {{ name: outbound-tcp, tcp: {{ cluster: {unknown} }} }}
+  - name: virtualInbound
+    address: "[::]:15006"
+    direction: inbound
+    filter_chains:
+      - {{ name: inbound-http, http: {{ route_config: inbound }} }}
+      - {{ name: inbound-tcp, tcp: {{ cluster: InboundPassthroughCluster }} }}
+route_configs:
+  - name: outbound
+    virtual_hosts:
+      - name: b
+        domains: ["b", "b:{HTTP_PORT}", "{b_ip}", "{b_ip}:{HTTP_PORT}"]
+        routes: [{{ match: {{ prefix: "/" }}, route: {{ cluster: b-http }} }}]
+      - name: b-grpc
+        domains: ["b:{GRPC_PORT}", "{b_ip}:{GRPC_PORT}"]
+        routes: [{{ match: {{ prefix: "/" }}, route: {{ cluster: b-grpc }} }}]
+      - name: unknown
+        domains: ["*"]
+        routes: [{{ match: {{ prefix: "/" }}, route: {{ cluster: {unknown} }} }}]
+  - name: inbound
+    virtual_hosts:
+      - name: inbound
+        domains: ["*"]
+        routes: [{{ match: {{ prefix: "/" }}, route: {{ cluster: InboundPassthroughCluster }} }}]
+clusters:
+  - {{ name: b-http, service: b.pods.svc.cluster.local, endpoints: [{{ address: "{b_ip}:{HTTP_PORT}" }}] }}
+  - {{ name: b-grpc, service: b.pods.svc.cluster.local, protocol: h2, endpoints: [{{ address: "{b_ip}:{GRPC_PORT}" }}] }}
+  - {{ name: redis-b, service: redis.pods.svc.cluster.local, endpoints: [{{ address: "{b_ip}:{REDIS_PORT}" }}] }}
+  - {{ name: banner-b, service: banner.pods.svc.cluster.local, endpoints: [{{ address: "{b_ip}:{BANNER_PORT}" }}] }}
+  - {{ name: PassthroughCluster, type: original_dst }}
+  - {{ name: BlackHoleCluster, type: blackhole }}
+  - {{ name: InboundPassthroughCluster, type: original_dst_loopback }}
+"#
+    )
+}
+
+/// A python one-liner server that speaks first (like SMTP or MySQL): a banner, then an echo.
+const BANNER_SERVER: &str = r#"
+import socket, sys, threading
+srv = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+def serve(c):
+    c.sendall(b"220 pod-b banner\r\n")
+    while (data := c.recv(4096)):
+        c.sendall(data)
+    c.close()
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// Connects, waits for the server's banner without sending anything first, then checks an echo.
+const BANNER_CLIENT: &str = r#"
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+banner = c.recv(4096)
+c.sendall(b"ping\n")
+echo = c.recv(4096)
+print(banner.decode().strip(), "|", echo.decode().strip())
+"#;
+
+/// The apps of pod B, all unmodified and listening on localhost only (the inbound sidecar hands
+/// them the traffic): http.server serving `hello`, the gRPC echo server, redis, a banner server.
+async fn start_apps_of_b(b: &Pod) {
+    std::fs::write(b.dir().join("hello"), "hello from pod-b\n").expect("write page");
+    let dir = b.dir().to_string_lossy().into_owned();
+    let port = HTTP_PORT.to_string();
+    b.spawn("http", &["python3", "-m", "http.server", &port, "--bind", "::1", "--directory", &dir]);
+    // http.server binds one family: IPv4 loopback too, for the IPv4 inbound path.
+    let port4 = port.clone();
+    b.spawn("http4", &["python3", "-m", "http.server", &port4, "--bind", "127.0.0.1", "--directory", &dir]);
+    b.spawn("grpc", &[env!("CARGO_BIN_EXE_pod_grpc"), "serve", &format!("127.0.0.1:{GRPC_PORT}"), "pod-b"]);
+    let redis_port = REDIS_PORT.to_string();
+    b.spawn("redis", &["redis-server", "--port", &redis_port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+    b.spawn("banner", &["python3", "-c", BANNER_SERVER, &BANNER_PORT.to_string()]);
+    for p in [HTTP_PORT, GRPC_PORT, REDIS_PORT, BANNER_PORT] {
+        b.wait_listening(p).await;
+    }
+}
+
+/// Pods A and B with sidecars (B running its apps) and pod C outside the mesh (no sidecar)
+/// running an http.server and a redis of its own.
+struct Mesh {
+    a: Pod,
+    b: Pod,
+    c: Pod,
+    _net: Net,
+}
+
+async fn mesh(policy: Policy) -> Mesh {
+    let net = Net::new();
+    let (a, b, c) = (net.pod("a"), net.pod("b"), net.pod("c"));
+    start_apps_of_b(&b).await;
+    std::fs::write(c.dir().join("outside"), "outside the mesh\n").expect("write page");
+    let c_dir = c.dir().to_string_lossy().into_owned();
+    c.spawn("http", &["python3", "-m", "http.server", &OUTSIDE_PORT.to_string(), "--bind", "0.0.0.0", "--directory", &c_dir]);
+    c.spawn("redis", &["redis-server", "--port", &OUTSIDE_REDIS_PORT.to_string(), "--bind", "0.0.0.0", "--protected-mode", "no", "--save", "", "--appendonly", "no"]);
+    b.sidecar(&sidecar_config("pod-b", &b, Policy::AllowAny), &["--app-id", "b", "--app-port", &HTTP_PORT.to_string()], &[]).await;
+    a.sidecar(&sidecar_config("pod-a", &b, policy), &["--app-id", "a"], &[]).await;
+    c.wait_listening(OUTSIDE_PORT).await;
+    c.wait_listening(OUTSIDE_REDIS_PORT).await;
+    Mesh { a, b, c, _net: net }
+}
+
+fn url(pod: &Pod, port: u16, path: &str) -> String {
+    format!("http://{}:{port}{path}", pod.ip)
+}
+
+#[tokio::test]
+async fn capture_applies_atomically_and_cleanup_removes_only_its_table() {
+    let net = Net::new();
+    let pod = net.pod("x");
+    let bin = oxidecar_tests::binary();
+    let bin = bin.to_str().expect("utf-8 path");
+    let other = pod.exec(&["nft", "add table inet other; add chain inet other c { type filter hook output priority 0; }"]).await;
+    assert!(other.ok(), "{}", other.stderr);
+    let rules = |out: &str| out.lines().filter(|l| l.contains("redirect") || l.contains("return")).count();
+
+    let applied = pod.exec(&[bin, "capture", "--exclude-outbound-ports", "22", "--exclude-outbound-ip-ranges", "192.0.2.0/24,2001:db8::/32", "--exclude-inbound-ports", "9000"]).await;
+    assert!(applied.ok(), "{}", applied.stderr);
+    let listed = pod.exec(&["nft", "list", "table", "inet", "oxidecar"]).await.stdout;
+    for want in ["meta skuid 1337 return", "tcp dport 22 return", "ip daddr 192.0.2.0/24 return", "ip6 daddr 2001:db8::/32 return", "redirect to :15001", "tcp dport { 9000, 15020, 15021, 15090 } return", "redirect to :15006"] {
+        assert!(listed.contains(want), "missing {want:?} in\n{listed}");
+    }
+    let count = rules(&listed);
+
+    // Applying again replaces the table: no duplicated rules.
+    assert!(pod.exec(&[bin, "capture", "--exclude-outbound-ports", "22", "--exclude-outbound-ip-ranges", "192.0.2.0/24,2001:db8::/32", "--exclude-inbound-ports", "9000"]).await.ok());
+    assert_eq!(rules(&pod.exec(&["nft", "list", "table", "inet", "oxidecar"]).await.stdout), count);
+
+    // A dry run prints and changes nothing; a bad flag changes nothing and names itself.
+    let dry = pod.exec(&[bin, "capture", "--dry-run", "--proxy-uid", "4242"]).await;
+    assert!(dry.ok() && dry.stdout.contains("meta skuid 4242 return"), "{dry:?}");
+    let bad = pod.exec(&[bin, "capture", "--exclude-outbound-ip-ranges", "10.0.0.0/40"]).await;
+    assert_eq!(bad.code, Some(2));
+    assert!(bad.stderr.contains("--exclude-outbound-ip-ranges: \"10.0.0.0/40\""), "{bad:?}");
+    let after = pod.exec(&["nft", "list", "table", "inet", "oxidecar"]).await.stdout;
+    assert!(!after.contains("4242") && rules(&after) == count, "{after}");
+
+    // Cleanup removes our table only, and is safe to repeat.
+    for _ in 0..2 {
+        let cleaned = pod.exec(&[bin, "capture", "--cleanup"]).await;
+        assert!(cleaned.ok(), "{}", cleaned.stderr);
+    }
+    let ruleset = pod.exec(&["nft", "list", "ruleset"]).await.stdout;
+    assert!(!ruleset.contains("oxidecar") && ruleset.contains("table inet other"), "{ruleset}");
+}
+
+#[tokio::test]
+async fn curl_reaches_the_other_pod_through_both_sidecars_without_loops() {
+    let m = mesh(Policy::AllowAny).await;
+    for _ in 0..3 {
+        let (status, body) = m.a.curl(&url(&m.b, HTTP_PORT, "/hello"), &[]).await;
+        assert_eq!((status, body.as_str()), (200, "hello from pod-b\n"));
+    }
+    let (a, b) = (m.a.metrics().await, m.b.metrics().await);
+    let source = [("reporter", "source"), ("source_workload", "pod-a"), ("destination_service", "b.pods.svc.cluster.local"), ("response_code", "200")];
+    assert_eq!(metric_sum(&a, "istio_requests_total", &source), 3.0, "A's outbound counts each request once:\n{a}");
+    let destination = [("reporter", "destination"), ("destination_workload", "pod-b"), ("response_code", "200")];
+    assert_eq!(metric_sum(&b, "istio_requests_total", &destination), 3.0, "B's inbound counts each request once:\n{b}");
+    // No loop: nothing else was counted anywhere (a sidecar capturing its own upstream
+    // connection would count every request again, or forever).
+    assert_eq!(metric_sum(&a, "istio_requests_total", &[]), 3.0, "{a}");
+    assert_eq!(metric_sum(&b, "istio_requests_total", &[]), 3.0, "{b}");
+    assert_eq!(metric_sum(&a, "istio_tcp_connections_opened_total", &[]) + metric_sum(&b, "istio_tcp_connections_opened_total", &[]), 0.0);
+
+    // A's sidecar (uid 1337) keeps its upstream connection to B's app port open, straight to B,
+    // and B's inbound accepted it from A's address.
+    let b_dst = format!("dst {}", m.b.ip);
+    let a_conns = m.a.exec(&["ss", "-Htne", "state", "established", &b_dst]).await.stdout;
+    assert!(a_conns.lines().any(|l| l.contains(&format!("{}:{HTTP_PORT}", m.b.ip)) && l.contains("uid:1337")), "{a_conns}");
+    let b_conns = m.b.exec(&["ss", "-Htn", "state", "established", "dst", &m.a.ip.to_string()]).await.stdout;
+    // (The listener is dual-stack: IPv4 peers show as ::ffff:a.b.c.d.)
+    assert!(b_conns.lines().any(|l| l.contains(&format!("{}]:15006", m.b.ip))), "B's inbound listener holds A's connection: {b_conns}");
+}
+
+#[tokio::test]
+async fn ipv6_traffic_is_captured_on_both_sides() {
+    let m = mesh(Policy::AllowAny).await;
+    let target = format!("http://[{}]:{HTTP_PORT}/hello", m.b.ip6);
+    let (status, body) = m.a.curl(&target, &["-g"]).await;
+    assert_eq!((status, body.as_str()), (200, "hello from pod-b\n"));
+    // No service names B's IPv6 address: A passes it through to its original destination
+    // (IP6T_SO_ORIGINAL_DST), B's inbound hands it to the app on [::1].
+    let a = m.a.metrics().await;
+    assert_eq!(metric_sum(&a, "istio_requests_total", &[("reporter", "source"), ("destination_service", "PassthroughCluster"), ("response_code", "200")]), 1.0, "{a}");
+    let b = m.b.metrics().await;
+    assert_eq!(metric_sum(&b, "istio_requests_total", &[("reporter", "destination"), ("response_code", "200")]), 1.0, "{b}");
+}
+
+#[tokio::test]
+async fn grpc_redis_and_a_server_first_protocol_cross_pods() {
+    let m = mesh(Policy::AllowAny).await;
+    let grpc = m.a.exec(&[env!("CARGO_BIN_EXE_pod_grpc"), "call", &url(&m.b, GRPC_PORT, ""), "hi"]).await;
+    assert_eq!(grpc.stdout.trim(), "pod-b: hi", "{grpc:?}");
+
+    let redis = m.a.exec(&["redis-cli", "-h", &m.b.ip.to_string(), "-p", &REDIS_PORT.to_string(), "PING"]).await;
+    assert_eq!(redis.stdout.trim(), "PONG", "{redis:?}");
+
+    // The client says nothing until the server greets it: both sidecars' sniff times out and
+    // they fall back to TCP.
+    let banner = m.a.exec(&["python3", "-c", BANNER_CLIENT, &m.b.ip.to_string(), &BANNER_PORT.to_string()]).await;
+    assert_eq!(banner.stdout.trim(), "220 pod-b banner | ping", "{banner:?}");
+
+    let (a, b) = (m.a.metrics().await, m.b.metrics().await);
+    let grpc_labels = [("reporter", "source"), ("destination_service", "b.pods.svc.cluster.local"), ("request_protocol", "grpc")];
+    assert_eq!(metric_sum(&a, "istio_requests_total", &grpc_labels), 1.0, "{a}");
+    assert_eq!(metric_sum(&b, "istio_requests_total", &[("reporter", "destination"), ("request_protocol", "grpc")]), 1.0, "{b}");
+    for service in ["redis.pods.svc.cluster.local", "banner.pods.svc.cluster.local"] {
+        let labels = [("reporter", "source"), ("destination_service", service)];
+        assert_eq!(metric_sum(&a, "istio_tcp_connections_opened_total", &labels), 1.0, "{service}:\n{a}");
+        assert!(metric_sum(&a, "istio_tcp_sent_bytes_total", &labels) > 0.0, "{service}:\n{a}");
+    }
+    assert_eq!(metric_sum(&b, "istio_tcp_connections_opened_total", &[("reporter", "destination")]), 2.0, "{b}");
+}
+
+#[tokio::test]
+async fn unknown_destinations_pass_through_with_allow_any_and_are_refused_with_registry_only() {
+    let m = mesh(Policy::AllowAny).await;
+    let outside = url(&m.c, OUTSIDE_PORT, "/outside");
+    let c_ip = m.c.ip.to_string();
+    let c_redis = OUTSIDE_REDIS_PORT.to_string();
+    assert_eq!(m.a.curl(&outside, &[]).await, (200, "outside the mesh\n".to_owned()));
+    let redis = m.a.exec(&["redis-cli", "-h", &c_ip, "-p", &c_redis, "PING"]).await;
+    assert_eq!(redis.stdout.trim(), "PONG", "{redis:?}");
+    let a = m.a.metrics().await;
+    let passthrough = [("reporter", "source"), ("destination_service", "PassthroughCluster")];
+    assert_eq!(metric_sum(&a, "istio_requests_total", &passthrough), 1.0, "{a}");
+    assert_eq!(metric_sum(&a, "istio_tcp_connections_opened_total", &passthrough), 1.0, "{a}");
+
+    // Switch A to REGISTRY_ONLY (the sidecar reloads its file).
+    m.a.rewrite_sidecar_config(&sidecar_config("pod-a", &m.b, Policy::RegistryOnly));
+    eventually(Duration::from_secs(10), || async { (m.a.curl(&outside, &[]).await.0 == 502).then_some(()) })
+        .await
+        .expect("REGISTRY_ONLY refuses an unknown destination with 502");
+    let passed_before = metric_sum(&m.a.metrics().await, "istio_requests_total", &passthrough);
+    let (status, refused) = m.a.curl(&outside, &["-i"]).await;
+    assert_eq!(status, 502, "{refused}");
+    assert!(refused.contains("x-oxidecar-reason: destination is not a known service (BlackHoleCluster)"), "{refused}");
+    let redis = m.a.exec(&["redis-cli", "-h", &c_ip, "-p", &c_redis, "PING"]).await;
+    assert!(!redis.stdout.contains("PONG"), "TCP to an unknown destination is closed: {redis:?}");
+    // Known services still work.
+    assert_eq!(m.a.curl(&url(&m.b, HTTP_PORT, "/hello"), &[]).await.0, 200);
+    let a = m.a.metrics().await;
+    let blackhole = [("reporter", "source"), ("destination_service", "BlackHoleCluster")];
+    assert!(metric_sum(&a, "istio_requests_total", &[("response_code", "502"), blackhole[0], blackhole[1]]) >= 2.0, "{a}");
+    assert!(metric_sum(&a, "istio_tcp_connections_opened_total", &blackhole) >= 1.0, "{a}");
+    // Nothing more reached C.
+    assert_eq!(metric_sum(&a, "istio_requests_total", &passthrough), passed_before, "{a}");
+    assert_eq!(metric_sum(&a, "istio_tcp_connections_opened_total", &passthrough), 1.0, "{a}");
+}
+
+#[tokio::test]
+async fn dapr_python_sdk_in_one_pod_invokes_the_app_in_another_by_app_id() {
+    let m = mesh(Policy::AllowAny).await;
+    let python = std::env::var("OXIDECAR_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.cache/oxidecar-venv/bin/python", std::env::var("HOME").unwrap_or_default()));
+    let script = r#"
+from dapr.clients import DaprClient
+with DaprClient() as d:
+    r = d.invoke_method('b', 'hello', data=b'', http_verb='GET')
+    print(r.text().strip())
+"#;
+    for protocol in ["grpc", "http"] {
+        let env = format!("DAPR_API_METHOD_INVOCATION_PROTOCOL={protocol}");
+        let out = m.a.exec(&["env", &env, &python, "-c", script]).await;
+        assert_eq!(out.stdout.trim(), "hello from pod-b", "{protocol}: {out:?}");
+    }
+    // Both calls crossed the mesh: A's outbound and B's inbound counted them.
+    let (a, b) = (m.a.metrics().await, m.b.metrics().await);
+    assert_eq!(metric_sum(&a, "istio_requests_total", &[("reporter", "source"), ("destination_service", "b.pods.svc.cluster.local"), ("response_code", "200")]), 2.0, "{a}");
+    assert_eq!(metric_sum(&b, "istio_requests_total", &[("reporter", "destination"), ("response_code", "200")]), 2.0, "{b}");
+}
