@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bindings;
+pub mod catalog;
 pub mod configuration;
 pub mod defaults;
 pub mod error;
@@ -10,6 +11,8 @@ pub mod loader;
 pub mod lock;
 pub mod metadata;
 pub mod pubsub;
+#[cfg(feature = "redis")]
+pub mod redis_conn;
 pub mod registry;
 pub mod secretstores;
 pub mod state;

@@ -1,6 +1,7 @@
 //! Distributed lock building block: a lease on a resource held by an owner until expiry or unlock.
 
 pub mod in_memory;
+pub mod prefix;
 
 use std::time::Duration;
 

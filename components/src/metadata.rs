@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::catalog::TypeInfo;
+
 /// A bad metadata entry, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetadataError {
@@ -21,18 +23,27 @@ pub enum MetadataError {
 pub struct Metadata {
     values: BTreeMap<String, String>,
     known: Vec<&'static str>,
+    declared: Option<&'static TypeInfo>,
 }
 
 impl Metadata {
     /// Wraps resolved name/value pairs.
     pub fn new(values: BTreeMap<String, String>) -> Self {
-        Self { values, known: Vec::new() }
+        Self { values, known: Vec::new(), declared: None }
     }
 
-    /// Takes an optional string value.
+    /// Absent keys then read as the default `info` declares (the one `docs/components.md` shows).
+    pub fn with_defaults(mut self, info: &'static TypeInfo) -> Self {
+        self.declared = Some(info);
+        self
+    }
+
+    /// Takes an optional string value (the declared default when absent).
     pub fn take(&mut self, key: &'static str) -> Option<String> {
         self.known.push(key);
-        self.values.remove(key)
+        self.values
+            .remove(key)
+            .or_else(|| self.declared.and_then(|t| t.default_of(key)).map(str::to_string))
     }
 
     /// Takes a required string value.
@@ -95,21 +106,34 @@ impl Metadata {
     }
 }
 
-/// Parses `500ms`, `10s`, `1m`, `2h` or a bare number of seconds.
+/// Parses Go-style durations (`500ms`, `10s`, `1m30s`, `2h`, `250us`) or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num.parse().ok()?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    };
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(n) = s.parse::<f64>() {
+        return (n.is_finite() && n >= 0.0).then(|| Duration::from_secs_f64(n));
+    }
+    let mut rest = s;
+    let mut secs = 0.0;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+        let (num, tail) = rest.split_at(num_end);
+        let unit_end = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_end);
+        let n: f64 = num.parse().ok()?;
+        secs += n * match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = next;
+    }
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
@@ -138,5 +162,9 @@ mod tests {
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
         assert_eq!(parse_duration("3d"), None);
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h0m0s"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("-1"), None);
     }
 }

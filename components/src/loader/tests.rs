@@ -116,3 +116,58 @@ async fn errors_name_file_component_and_key() {
     let e = load_err("match", bad_match).await;
     assert!(e.contains("rules[0].match"), "{e}");
 }
+
+/// A component file as Dapr's docs and quickstarts write it loads unchanged: Dapr's keys that make
+/// no difference here are accepted, declared defaults fill the rest.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn dapr_component_files_load_unchanged() {
+    let quickstart = r#"
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: statestore
+spec:
+  type: state.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: localhost:6379
+  - name: redisPassword
+    value: ""
+  - name: actorStateStore
+    value: "true"
+  - name: enableTLS
+    value: false
+  - name: dialTimeout
+    value: 1m30s
+  - name: poolSize
+    value: 20
+  - name: keyPrefix
+    value: name
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: lockstore
+spec:
+  type: lock.in-memory
+  metadata:
+  - name: keyPrefix
+    value: none
+"#;
+    let d = dir("dapr-files", &[("c.yaml", quickstart)]);
+    let res = load_resources(&[d], "app", &Registry::builtin()).await.unwrap();
+    assert_eq!(res.components.len(), 2);
+    let Component::Lock(lock) = &res.components[1].component else { panic!("not a lock store") };
+    assert!(lock.try_lock("r", "me", std::time::Duration::from_secs(5)).await.unwrap());
+    let e = lock.try_lock("a||b", "me", std::time::Duration::from_secs(5)).await.unwrap_err().to_string();
+    assert!(e.contains("||"), "{e}");
+
+    let bad_value = "kind: Component\nmetadata: {name: s}\nspec:\n  type: state.redis\n  metadata:\n  - {name: redisHost, value: 'h:1'}\n  - {name: dialTimeout, value: soon}\n";
+    let e = load_err("bad-duration", bad_value).await;
+    assert!(e.contains("c.yaml") && e.contains("\"s\"") && e.contains("dialTimeout") && e.contains("duration"), "{e}");
+    let missing = "kind: Component\nmetadata: {name: s}\nspec:\n  type: state.redis\n  metadata:\n  - {name: redisPassword, value: x}\n";
+    let e = load_err("missing", missing).await;
+    assert!(e.contains("\"redisHost\" is required") && e.contains("\"s\""), "{e}");
+}

@@ -8,18 +8,15 @@ use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Script};
+use redis::Script;
 
 use super::{
     Concurrency, DeleteRequest, SetRequest, StateFeature, StateItem, StateStore, TTL_EXPIRE_TIME, TransactionOp, rfc3339,
     ttl_from_metadata,
 };
-use crate::ComponentError;
 use crate::metadata::{Metadata, MetadataError};
-
-/// How long one operation (including connecting) may take when `timeout` is not set.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::redis_conn::{RedisConn, RedisSettings};
+use crate::{ComponentError, catalog};
 
 /// Checks every precondition, then applies every operation. KEYS are the keys; ARGV holds five
 /// values per key (kind `s`/`d`, etag, first-write `1`/`0`, data, ttl seconds or empty). A failed check answers `ETAG_MISMATCH <index>` and changes nothing.
@@ -56,100 +53,23 @@ end
 return #KEYS
 "#;
 
-/// Connection settings decoded from the component's metadata.
-#[derive(Debug, Clone)]
-struct Settings {
-    host: String,
-    port: u16,
-    username: Option<String>,
-    password: Option<String>,
-    db: i64,
-    timeout: Duration,
-}
-
-impl Settings {
-    fn from_metadata(mut m: Metadata) -> Result<Self, MetadataError> {
-        let host_port = m.require("redisHost")?;
-        let bad = |key: &str, value: &str, reason: &str| MetadataError::BadValue {
-            key: key.to_string(),
-            value: value.to_string(),
-            reason: reason.to_string(),
-        };
-        let (host, port) = match host_port.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| bad("redisHost", &host_port, "has a bad port (use host:port)"))?),
-            None => (host_port.clone(), 6379),
-        };
-        if host.is_empty() {
-            return Err(bad("redisHost", &host_port, "has no host (use host:port)"));
-        }
-        let password = m.take("redisPassword").filter(|p| !p.is_empty());
-        let username = m.take("redisUsername").filter(|u| !u.is_empty());
-        let db = m.parse::<i64>("redisDB")?.unwrap_or(0);
-        if m.parse::<bool>("enableTLS")?.unwrap_or(false) {
-            return Err(bad("enableTLS", "true", "is not supported: this build speaks plain TCP to Redis"));
-        }
-        let timeout = m.duration("timeout")?.unwrap_or(DEFAULT_TIMEOUT);
-        if timeout.is_zero() {
-            return Err(bad("timeout", "0", "must be greater than zero"));
-        }
-        m.ignore("actorStateStore");
-        m.finish()?;
-        Ok(Self { host, port, username, password, db, timeout })
-    }
-}
-
 /// The Redis state store.
+#[derive(Debug)]
 pub struct RedisStateStore {
-    conn: ConnectionManager,
+    redis: RedisConn,
     apply: Script,
-    /// `host:port`, for error messages.
-    addr: String,
-    timeout: Duration,
-}
-
-impl std::fmt::Debug for RedisStateStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStateStore").field("addr", &self.addr).field("timeout", &self.timeout).finish()
-    }
 }
 
 impl RedisStateStore {
-    /// Builds the store from Dapr's metadata keys (`redisHost`, `redisPassword`, `redisUsername`,
-    /// `redisDB`, `enableTLS`, `timeout`). Connects lazily, so a Redis that is down does not stop the
-    /// sidecar; operations then fail with `Unavailable` within `timeout`. Needs a tokio runtime.
+    /// Builds the store from Dapr's metadata keys (see `docs/components.md`). Connects lazily, so a
+    /// Redis that is down does not stop the sidecar; operations then fail with `Unavailable` within
+    /// `timeout`, and the connection is re-established when Redis is back. Needs a tokio runtime.
     pub fn from_config(metadata: Metadata) -> Result<Self, MetadataError> {
-        let s = Settings::from_metadata(metadata)?;
-        let addr = format!("{}:{}", s.host, s.port);
-        let bad = |e: redis::RedisError| MetadataError::BadValue {
-            key: "redisHost".to_string(),
-            value: addr.clone(),
-            reason: format!("cannot be used: {e}"),
-        };
-        let mut redis_info = RedisConnectionInfo::default().set_db(s.db);
-        if let Some(u) = &s.username {
-            redis_info = redis_info.set_username(u);
-        }
-        if let Some(p) = &s.password {
-            redis_info = redis_info.set_password(p);
-        }
-        let info = ConnectionAddr::Tcp(s.host.clone(), s.port).into_connection_info().map_err(bad)?.set_redis_settings(redis_info);
-        let client = redis::Client::open(info).map_err(bad)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(s.timeout))
-            .set_response_timeout(Some(s.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(bad)?;
-        Ok(Self { conn, apply: Script::new(APPLY), addr, timeout: s.timeout })
-    }
-
-    /// Runs one Redis call with the operation timeout; errors name the server.
-    async fn call<T>(&self, what: &str, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T, ComponentError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(ComponentError::Unavailable(format!("redis {}: {what}: {e}", self.addr))),
-            Err(_) => Err(ComponentError::Unavailable(format!("redis {}: {what}: no answer within {:?}", self.addr, self.timeout))),
-        }
+        let mut m = metadata.with_defaults(&catalog::state::REDIS);
+        let settings = RedisSettings::take(&mut m)?;
+        m.ignore("actorStateStore");
+        m.finish()?;
+        Ok(Self { redis: RedisConn::new(&settings)?, apply: Script::new(APPLY) })
     }
 
     /// Runs [`APPLY`] for `ops`; an ETag failure names the key of the operation that failed.
@@ -175,16 +95,16 @@ impl RedisStateStore {
             let fw = if concurrency == Concurrency::FirstWrite { "1" } else { "0" };
             inv.key(key).arg(kind).arg(etag).arg(fw).arg(data).arg(ttl);
         }
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, inv.invoke_async::<i64>(&mut conn)).await {
+        let mut conn = self.redis.conn.clone();
+        match tokio::time::timeout(self.redis.timeout, inv.invoke_async::<i64>(&mut conn)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) if e.code() == Some("ETAG_MISMATCH") => {
                 let index = e.detail().and_then(|d| d.split_whitespace().next()).and_then(|i| i.parse::<usize>().ok()).unwrap_or(1);
                 let key = ops.get(index.saturating_sub(1)).map(|o| o.key().to_string()).unwrap_or_default();
                 Err(ComponentError::EtagMismatch { key })
             }
-            Ok(Err(e)) => Err(ComponentError::Unavailable(format!("redis {}: write: {e}", self.addr))),
-            Err(_) => Err(ComponentError::Unavailable(format!("redis {}: write: no answer within {:?}", self.addr, self.timeout))),
+            Ok(Err(e)) => Err(self.redis.error("write", &e)),
+            Err(_) => Err(self.redis.timed_out("write")),
         }
     }
 }
@@ -208,22 +128,22 @@ impl StateStore for RedisStateStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<StateItem>, ComponentError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.redis.conn.clone();
         let mut pipe = redis::pipe();
         pipe.cmd("HMGET").arg(key).arg("data").arg("version").cmd("EXPIRETIME").arg(key);
         let (fields, expire_at): ((Option<Vec<u8>>, Option<String>), i64) =
-            self.call("get", pipe.query_async(&mut conn)).await?;
+            self.redis.call("get", pipe.query_async(&mut conn)).await?;
         decode(fields, expire_at)
     }
 
     async fn bulk_get(&self, keys: &[String]) -> Vec<Result<Option<StateItem>, ComponentError>> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.redis.conn.clone();
         let mut pipe = redis::pipe();
         for key in keys {
             pipe.cmd("HMGET").arg(key).arg("data").arg("version").cmd("EXPIRETIME").arg(key);
         }
         type Row = ((Option<Vec<u8>>, Option<String>), i64);
-        let raw: Result<Vec<redis::Value>, _> = self.call("bulk get", pipe.query_async(&mut conn)).await;
+        let raw: Result<Vec<redis::Value>, _> = self.redis.call("bulk get", pipe.query_async(&mut conn)).await;
         match raw {
             Ok(values) => values
                 .chunks(2)
@@ -232,7 +152,7 @@ impl StateStore for RedisStateStore {
                     let row: Result<Row, _> = redis::from_redis_value(redis::Value::Array(pair.to_vec()));
                     match row {
                         Ok((fields, exp)) => decode(fields, exp),
-                        Err(e) => Err(ComponentError::Unavailable(format!("redis {}: key {key:?} is not a Dapr state hash: {e}", self.addr))),
+                        Err(e) => Err(ComponentError::Unavailable(format!("redis {}: key {key:?} is not a Dapr state hash: {e}", self.redis.addr))),
                     }
                 })
                 .collect(),
@@ -276,6 +196,6 @@ mod tests {
         assert!(err(&[("redisHost", "h:1"), ("timeout", "soon")]).contains("timeout"));
         assert!(err(&[("redisHost", "h:1"), ("poolSiz", "3")]).contains("poolSiz"));
         let ok = RedisStateStore::from_config(meta(&[("redisHost", "127.0.0.1:6379"), ("redisDB", "2"), ("enableTLS", "false"), ("timeout", "2s")]));
-        assert_eq!(ok.map(|s| s.timeout).ok(), Some(Duration::from_secs(2)));
+        assert_eq!(ok.map(|s| s.redis.timeout).ok(), Some(Duration::from_secs(2)));
     }
 }
