@@ -33,7 +33,7 @@ fn declarations_are_unique_and_well_formed() {
         let mut keys = BTreeSet::new();
         for k in t.all_keys() {
             assert!(keys.insert(k.name), "{}: key {} declared twice", t.type_name, k.name);
-            assert!(!(k.required && !k.default.is_empty()), "{}: required key {} has a default", t.type_name, k.name);
+            assert!(!k.required || k.default.is_empty(), "{}: required key {} has a default", t.type_name, k.name);
             if !k.default.is_empty() {
                 assert_eq!(k.kind.check(k.default), Ok(()), "{}: default of {}", t.type_name, k.name);
             }
@@ -80,20 +80,20 @@ async fn state_capabilities_match_the_stores() {
 fn validation_names_the_key() {
     let t = &state::REDIS;
     assert_eq!(t.validate(&values(&[("redisHost", "h:1"), ("poolSize", "20"), ("actorStateStore", "true")])), Ok(()));
-    let e = t.validate(&values(&[("redisHost", "h:1"), ("redisHots", "x")])).unwrap_err().to_string();
+    let e = t.validate(&values(&[("redisHost", "h:1"), ("redisHots", "x")])).expect_err("invalid").to_string();
     assert!(e.contains("\"redisHots\"") && e.contains("redisHost"), "{e}");
-    let e = t.validate(&values(&[])).unwrap_err().to_string();
+    let e = t.validate(&values(&[])).expect_err("invalid").to_string();
     assert!(e.contains("\"redisHost\"") && e.contains("required"), "{e}");
-    let e = t.validate(&values(&[("redisHost", "h:1"), ("redisDB", "one")])).unwrap_err().to_string();
+    let e = t.validate(&values(&[("redisHost", "h:1"), ("redisDB", "one")])).expect_err("invalid").to_string();
     assert!(e.contains("\"redisDB\"") && e.contains("integer"), "{e}");
-    let e = t.validate(&values(&[("redisHost", "h:1"), ("dialTimeout", "soon")])).unwrap_err().to_string();
+    let e = t.validate(&values(&[("redisHost", "h:1"), ("dialTimeout", "soon")])).expect_err("invalid").to_string();
     assert!(e.contains("\"dialTimeout\"") && e.contains("duration"), "{e}");
     assert_eq!(t.validate(&values(&[("redisHost", "h:1"), ("enableTLS", "False")])), Ok(()));
-    let e = t.validate(&values(&[("redisHost", "h:1"), ("enableTLS", "true")])).unwrap_err().to_string();
+    let e = t.validate(&values(&[("redisHost", "h:1"), ("enableTLS", "true")])).expect_err("invalid").to_string();
     assert!(e.contains("\"enableTLS\"") && e.contains("not supported"), "{e}");
-    let e = t.validate(&values(&[("redisHost", "h:1"), ("redisType", "cluster")])).unwrap_err().to_string();
+    let e = t.validate(&values(&[("redisHost", "h:1"), ("redisType", "cluster")])).expect_err("invalid").to_string();
     assert!(e.contains("\"redisType\""), "{e}");
-    let e = t.validate(&values(&[("redisHost", "h:1"), ("redisType", "ring")])).unwrap_err().to_string();
+    let e = t.validate(&values(&[("redisHost", "h:1"), ("redisType", "ring")])).expect_err("invalid").to_string();
     assert!(e.contains("\"redisType\"") && e.contains("`node`"), "{e}");
     // Free-form types take any key as data.
     assert_eq!(configuration::IN_MEMORY.validate(&values(&[("greeting", "hi")])), Ok(()));

@@ -157,11 +157,11 @@ spec:
     value: none
 "#;
     let d = dir("dapr-files", &[("c.yaml", quickstart)]);
-    let res = load_resources(&[d], "app", &Registry::builtin()).await.unwrap();
+    let res = load_resources(&[d], "app", &Registry::builtin()).await.expect("loads");
     assert_eq!(res.components.len(), 2);
     let Component::Lock(lock) = &res.components[1].component else { panic!("not a lock store") };
-    assert!(lock.try_lock("r", "me", std::time::Duration::from_secs(5)).await.unwrap());
-    let e = lock.try_lock("a||b", "me", std::time::Duration::from_secs(5)).await.unwrap_err().to_string();
+    assert!(lock.try_lock("r", "me", std::time::Duration::from_secs(5)).await.expect("in-memory lock"));
+    let e = lock.try_lock("a||b", "me", std::time::Duration::from_secs(5)).await.expect_err("|| refused").to_string();
     assert!(e.contains("||"), "{e}");
 
     let bad_value = "kind: Component\nmetadata: {name: s}\nspec:\n  type: state.redis\n  metadata:\n  - {name: redisHost, value: 'h:1'}\n  - {name: dialTimeout, value: soon}\n";
