@@ -313,3 +313,20 @@ with DaprClient() as d:
     assert_eq!(metric_sum(&a, "istio_requests_total", &[("reporter", "source"), ("destination_service", "b.pods.svc.cluster.local"), ("response_code", "200")]), 2.0, "{a}");
     assert_eq!(metric_sum(&b, "istio_requests_total", &[("reporter", "destination"), ("response_code", "200")]), 2.0, "{b}");
 }
+
+/// B's app calls its own service through the mesh (the route picks B's own address): B's sidecar
+/// connects to its own pod address over loopback, which capture sends to B's inbound listener, so
+/// the call is counted on both of B's sides and reaches the app once.
+#[tokio::test]
+async fn a_pod_calling_its_own_service_passes_its_own_inbound_side() {
+    let m = mesh(Policy::AllowAny).await;
+    // Any captured address works as the "service address": the Host header selects service b.
+    let (status, body) = m.b.curl(&url(&m.c, HTTP_PORT, "/hello"), &["-H", "host: b"]).await;
+    assert_eq!((status, body.as_str()), (200, "hello from pod-b\n"));
+    let b = m.b.metrics().await;
+    let out = [("reporter", "source"), ("destination_service", "b.pods.svc.cluster.local"), ("response_code", "200")];
+    assert_eq!(metric_sum(&b, "istio_requests_total", &out), 1.0, "{b}");
+    assert_eq!(metric_sum(&b, "istio_requests_total", &[("reporter", "destination"), ("response_code", "200")]), 1.0, "{b}");
+    assert_eq!(metric_sum(&b, "istio_requests_total", &[]), 2.0, "{b}");
+    assert_eq!(m.b.log("http4").matches("GET /hello").count(), 1, "{}", m.b.log("http4"));
+}
