@@ -2,7 +2,8 @@
 //!
 //! Everything lives in one table, `inet oxidecar`, covering IPv4 and IPv6 together. Applying
 //! replaces that table in a single nft transaction (a half-applied ruleset never exists);
-//! `--cleanup` deletes that table and nothing else.
+//! `--cleanup` deletes that table and nothing else. Without `nft`, the same rules go through
+//! iptables-restore into chains of our own ([`iptables`]).
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -10,6 +11,7 @@ use std::process::{Command, Stdio};
 
 use ipnet::IpNet;
 
+mod iptables;
 mod rules;
 
 pub use rules::ruleset;
@@ -55,12 +57,39 @@ pub struct CaptureArgs {
     /// Inbound ports reaching the pod directly (15020, 15021 and 15090 always do).
     #[arg(short = 'd', long = "exclude-inbound-ports", default_value = "")]
     pub exclude_inbound_ports: String,
+    /// nft (one atomic table), iptables (iptables-restore and ip6tables-restore into chains of
+    /// our own), or auto: nft when installed, else iptables.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
     /// Print the ruleset instead of applying it.
     #[arg(long)]
     pub dry_run: bool,
     /// Remove the capture table (only what capture added), then exit.
     #[arg(long)]
     pub cleanup: bool,
+}
+
+/// Which tool installs the rules.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Auto,
+    Nft,
+    Iptables,
+}
+
+impl Backend {
+    /// `auto` resolved by what is installed (nft when neither is, so the error names nftables).
+    fn resolve(self) -> Backend {
+        match self {
+            Backend::Auto if !on_path("nft") && on_path("iptables-restore") => Backend::Iptables,
+            Backend::Auto => Backend::Nft,
+            other => other,
+        }
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// A list that may mean "everything".
@@ -91,8 +120,10 @@ pub struct Plan {
 pub enum CaptureError {
     #[error("--{flag}: {value:?}: {reason}")]
     Flag { flag: &'static str, value: String, reason: String },
-    #[error("cannot run `{program}`: {source} (install nftables)")]
+    #[error("cannot run `{program}`: {source} (install nftables, or iptables for --backend iptables)")]
     Spawn { program: String, source: std::io::Error },
+    #[error("{chain}: still referenced by a rule capture did not add; remove that rule first")]
+    InUse { chain: String },
     #[error("`{program}` failed ({status}): {stderr}")]
     Failed { program: String, status: std::process::ExitStatus, stderr: String },
 }
@@ -178,48 +209,84 @@ pub fn cleanup_script() -> String {
     format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\n")
 }
 
-/// Feeds `script` to `nft -f -` (one atomic transaction).
-fn nft(script: &str) -> Result<(), CaptureError> {
-    let program = "nft".to_string();
-    let mut child = Command::new(&program)
-        .args(["-f", "-"])
+/// Feeds `script` to `program args...` on stdin.
+fn feed(program: &str, args: &[&str], script: &str) -> Result<(), CaptureError> {
+    let spawn_err = |source| CaptureError::Spawn { program: program.to_owned(), source };
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| CaptureError::Spawn { program: program.clone(), source })?;
+        .map_err(spawn_err)?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(script.as_bytes()).map_err(|source| CaptureError::Spawn { program: program.clone(), source })?;
+        stdin.write_all(script.as_bytes()).map_err(spawn_err)?;
     }
-    let out = child.wait_with_output().map_err(|source| CaptureError::Spawn { program: program.clone(), source })?;
+    let out = child.wait_with_output().map_err(spawn_err)?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(CaptureError::Failed { program, status: out.status, stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned() })
+        Err(CaptureError::Failed { program: program.to_owned(), status: out.status, stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned() })
     }
 }
 
-/// Runs `oxidecar capture`: prints, applies or removes the ruleset. Returns the process exit code.
+/// What `--dry-run` prints for `backend`.
+fn describe(backend: Backend, plan: Option<&Plan>) -> String {
+    match (backend, plan) {
+        (Backend::Iptables, None) => format!(
+            "# for iptables and ip6tables: delete the jumps to {out} and {inb}, then
+-t nat -F {out}
+-t nat -X {out}
+-t nat -F {inb}
+-t nat -X {inb}
+",
+            out = iptables::OUTPUT_CHAIN,
+            inb = iptables::INBOUND_CHAIN
+        ),
+        (Backend::Iptables, Some(plan)) => format!(
+            "# iptables-restore --noflush
+{}# ip6tables-restore --noflush
+{}",
+            iptables::restore_script(plan, iptables::Family::V4),
+            iptables::restore_script(plan, iptables::Family::V6)
+        ),
+        (_, None) => cleanup_script(),
+        (_, Some(plan)) => format!("{}{}", cleanup_script(), ruleset(plan)),
+    }
+}
+
+/// Runs `oxidecar capture`: prints, applies or removes the rules. Returns the process exit code.
 pub fn run(args: &CaptureArgs) -> u8 {
-    let script = if args.cleanup {
-        cleanup_script()
+    let plan = if args.cleanup {
+        None
     } else {
         match args.plan() {
-            Ok(plan) => format!("{}{}", cleanup_script(), ruleset(&plan)),
+            Ok(plan) => Some(plan),
             Err(e) => {
                 eprintln!("oxidecar capture: {e}");
                 return 2;
             }
         }
     };
+    let backend = args.backend.resolve();
     if args.dry_run {
-        print!("{script}");
+        print!("{}", describe(backend, plan.as_ref()));
         return 0;
     }
-    match nft(&script) {
+    let result = match (backend, &plan) {
+        (Backend::Iptables, None) => iptables::cleanup(),
+        (Backend::Iptables, Some(plan)) => iptables::apply(plan),
+        (_, plan) => feed("nft", &["-f", "-"], &describe(Backend::Nft, plan.as_ref())),
+    };
+    let what = match (backend, plan.is_some()) {
+        (Backend::Iptables, true) => "iptables chains applied".to_owned(),
+        (Backend::Iptables, false) => "iptables chains removed".to_owned(),
+        (_, true) => format!("table inet {TABLE} applied"),
+        (_, false) => format!("table inet {TABLE} removed"),
+    };
+    match result {
         Ok(()) => {
-            let what = if args.cleanup { "removed" } else { "applied" };
-            eprintln!("oxidecar capture: table inet {TABLE} {what}");
+            eprintln!("oxidecar capture: {what}");
             0
         }
         Err(e) => {

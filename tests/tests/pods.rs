@@ -130,6 +130,11 @@ struct Mesh {
 }
 
 async fn mesh(policy: Policy) -> Mesh {
+    mesh_with_capture(policy, &[]).await
+}
+
+/// [`mesh`] with extra `oxidecar capture` flags for both sidecars.
+async fn mesh_with_capture(policy: Policy, capture: &[&str]) -> Mesh {
     let net = Net::new();
     let (a, b, c) = (net.pod("a"), net.pod("b"), net.pod("c"));
     start_apps_of_b(&b).await;
@@ -137,8 +142,8 @@ async fn mesh(policy: Policy) -> Mesh {
     let c_dir = c.dir().to_string_lossy().into_owned();
     c.spawn("http", &["python3", "-m", "http.server", &OUTSIDE_PORT.to_string(), "--bind", "0.0.0.0", "--directory", &c_dir]);
     c.spawn("redis", &["redis-server", "--port", &OUTSIDE_REDIS_PORT.to_string(), "--bind", "0.0.0.0", "--protected-mode", "no", "--save", "", "--appendonly", "no"]);
-    b.sidecar(&sidecar_config("pod-b", &b, Policy::AllowAny), &["--app-id", "b", "--app-port", &HTTP_PORT.to_string()], &[]).await;
-    a.sidecar(&sidecar_config("pod-a", &b, policy), &["--app-id", "a"], &[]).await;
+    b.sidecar(&sidecar_config("pod-b", &b, Policy::AllowAny), &["--app-id", "b", "--app-port", &HTTP_PORT.to_string()], capture).await;
+    a.sidecar(&sidecar_config("pod-a", &b, policy), &["--app-id", "a"], capture).await;
     c.wait_listening(OUTSIDE_PORT).await;
     c.wait_listening(OUTSIDE_REDIS_PORT).await;
     Mesh { a, b, c, _net: net }
@@ -329,4 +334,30 @@ async fn a_pod_calling_its_own_service_passes_its_own_inbound_side() {
     assert_eq!(metric_sum(&b, "istio_requests_total", &[("reporter", "destination"), ("response_code", "200")]), 1.0, "{b}");
     assert_eq!(metric_sum(&b, "istio_requests_total", &[]), 2.0, "{b}");
     assert_eq!(m.b.log("http4").matches("GET /hello").count(), 1, "{}", m.b.log("http4"));
+}
+
+/// Without nft, capture falls back to iptables-restore: the same traffic takes the same path, and
+/// `--cleanup` leaves no chain of ours behind.
+#[tokio::test]
+async fn the_iptables_fallback_captures_the_same_way() {
+    let installed = std::process::Command::new("iptables-restore").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(installed, "this test needs iptables-restore (Debian package iptables; tests/run installs it)");
+    let m = mesh_with_capture(Policy::AllowAny, &["--backend", "iptables"]).await;
+    let nft = m.a.exec(&["nft", "list", "tables"]).await.stdout;
+    assert!(!nft.contains("oxidecar"), "the nft table is not used: {nft}");
+    assert_eq!(m.a.curl(&url(&m.b, HTTP_PORT, "/hello"), &[]).await, (200, "hello from pod-b\n".to_owned()));
+    let v6 = format!("http://[{}]:{HTTP_PORT}/hello", m.b.ip6);
+    assert_eq!(m.a.curl(&v6, &["-g"]).await.0, 200);
+    let (a, b) = (m.a.metrics().await, m.b.metrics().await);
+    assert_eq!(metric_sum(&a, "istio_requests_total", &[("reporter", "source"), ("response_code", "200")]), 2.0, "{a}");
+    assert_eq!(metric_sum(&b, "istio_requests_total", &[("reporter", "destination"), ("response_code", "200")]), 2.0, "{b}");
+    assert_eq!(metric_sum(&a, "istio_requests_total", &[]) + metric_sum(&b, "istio_requests_total", &[]), 4.0, "no loop");
+
+    let bin = oxidecar_tests::binary();
+    let cleaned = m.a.exec(&[bin.to_str().expect("utf-8 path"), "capture", "--backend", "iptables", "--cleanup"]).await;
+    assert!(cleaned.ok(), "{cleaned:?}");
+    for tool in ["iptables-save", "ip6tables-save"] {
+        let left = m.a.exec(&[tool, "-t", "nat"]).await.stdout;
+        assert!(!left.contains("OXIDECAR"), "{tool}: {left}");
+    }
 }

@@ -126,7 +126,7 @@ fn prerouting_chain(p: &Plan) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::capture::CaptureArgs;
     use clap::Parser;
@@ -137,7 +137,7 @@ mod tests {
         args: CaptureArgs,
     }
 
-    fn plan(flags: &[&str]) -> Plan {
+    pub(in crate::capture) fn plan(flags: &[&str]) -> Plan {
         let cli = Cli::try_parse_from(std::iter::once("capture").chain(flags.iter().copied())).expect("flags parse");
         cli.args.plan().expect("valid plan")
     }
