@@ -33,6 +33,28 @@ pub enum Command {
     /// outbound to 15001 and inbound to 15006, except the sidecar's own uid (1337), loopback
     /// traffic and the excluded ports and ranges. Needs CAP_NET_ADMIN in the pod's namespace.
     Capture(crate::capture::CaptureArgs),
+    /// Mint a development CA (reused when DIR already holds one) and workload certificates with
+    /// SPIFFE IDs, for local runs and tests: DIR/NS.SA/{cert-chain.pem,key.pem,root-cert.pem}.
+    DevCa(DevCaArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DevCaArgs {
+    /// Directory for root-cert.pem, root-key.pem and one subdirectory per workload.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The SPIFFE trust domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub trust_domain: String,
+    /// A workload as NAMESPACE/SERVICE_ACCOUNT (repeatable).
+    #[arg(long = "workload")]
+    pub workloads: Vec<String>,
+    /// How long the workload certificates are valid (e.g. 24h, 90m).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub validity: std::time::Duration,
+    /// Start the validity this long ago (with a short --validity, mints an expired certificate).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub backdate: std::time::Duration,
 }
 
 #[derive(clap::Args, Debug)]

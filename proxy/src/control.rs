@@ -141,3 +141,36 @@ fn file_watcher(path: &Path, tx: tokio::sync::mpsc::UnboundedSender<()>) -> Opti
     }
     Some(watcher)
 }
+
+/// How often the identity files are checked for rotation.
+const IDENTITY_POLL: Duration = Duration::from_millis(500);
+
+/// Reloads the workload identity when its files change (checked by modification time and size,
+/// which also catches Kubernetes' symlink swaps of mounted secrets). A bad or half-written set is
+/// refused and the identity in force stays; the next change is tried again.
+pub async fn watch_identity(shared: Arc<Shared>, stop: CancellationToken) {
+    let stamp = |id: &oxidecar_xds::model::Identity| {
+        [&id.cert_chain, &id.private_key, &id.trust_bundle]
+            .map(|p| std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len())))
+    };
+    let mut seen = shared.tables.load().snapshot.identity.clone().map(|id| (stamp(&id), id));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(IDENTITY_POLL) => {}
+        }
+        let Some(id) = shared.tables.load().snapshot.identity.clone() else { continue };
+        let now = stamp(&id);
+        if seen.as_ref().is_some_and(|(s, old)| *s == now && *old == id) {
+            continue;
+        }
+        match crate::tls::WorkloadCerts::from_files(&id).map_err(|e| e.to_string()).and_then(|c| shared.tls.set_identity(c).map_err(|e| e.to_string())) {
+            Ok(()) => tracing::info!("workload identity reloaded from its files"),
+            Err(e) => {
+                shared.tls.metrics.identity_updates.with_label_values(&["rejected"]).inc();
+                tracing::warn!(error = %e, "new identity files refused; keeping the identity in force");
+            }
+        }
+        seen = Some((now, id));
+    }
+}

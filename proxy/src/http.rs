@@ -29,6 +29,8 @@ use reply::*;
 
 use crate::shared::{InFlight, Shared};
 use crate::tables::{ChainAction, ClusterState, Tables};
+use crate::tls::socket::info_of;
+use crate::tls::upstream::Carrying;
 
 /// Header naming why the proxy answered instead of the upstream.
 pub const REASON_HEADER: &str = "x-oxidecar-reason";
@@ -41,6 +43,13 @@ pub struct MeshHttp {
     pub shared: Arc<Shared>,
 }
 
+
+/// Which `max_connection_duration` window now falls in: part of the pool key, so a new window
+/// opens new connections and the old ones close once idle.
+fn connection_epoch(max: std::time::Duration) -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (now.as_millis() / max.as_millis().max(1)) as u64
+}
 
 /// The app's own path for `/v1.0/invoke/{app-id}/method/{method...}`: `/{method...}`.
 fn app_path(path: &str) -> Option<&str> {
@@ -110,9 +119,11 @@ impl MeshHttp {
         ctx.original_dst = original;
         let port = original.or(local).map_or(0, |a| a.port());
         let listener = ctx.tables.listeners.get(&*self.listener).ok_or(NO_ROUTE)?;
-        let routes = listener
-            .candidates(port)
-            .filter(|c| c.protocol == Protocol::Http)
+        // The chain the listener picked for this connection, when it had to choose by sniffing.
+        let picked = ctx.conn.as_ref().and_then(|c| c.chain.as_deref()).and_then(|name| listener.chain_named(name));
+        let routes = picked
+            .into_iter()
+            .chain(listener.candidates(port).filter(|c| c.protocol == Protocol::Http))
             .find_map(|c| match &c.action {
                 ChainAction::Http { routes } => Some(routes),
                 ChainAction::Tcp { .. } => None,
@@ -158,10 +169,14 @@ impl ProxyHttp for MeshHttp {
             upstream_sent: None,
             upstream_service_time: None,
             peer: None,
+            conn: None,
+            upstream_identity: None,
+            upstream_tls: false,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.conn = session.digest().and_then(|d| info_of(d.proxy_digest.as_deref())).cloned();
         ctx.grpc = session
             .req_header()
             .headers
@@ -235,6 +250,7 @@ impl ProxyHttp for MeshHttp {
             ctx.reply = Some(TIMEOUT);
             return Err(Error::explain(ErrorType::HTTPStatus(504), TIMEOUT.reason));
         }
+        let mut endpoint_tls = false;
         let addr = match cluster.kind {
             ClusterKind::Blackhole => {
                 ctx.reply = Some(BLACKHOLE);
@@ -262,6 +278,7 @@ impl ProxyHttp for MeshHttp {
                 let stats = &cluster.endpoints[i].stats;
                 stats.rq_active.fetch_add(1, Ordering::Relaxed);
                 stats.rq_total.fetch_add(1, Ordering::Relaxed);
+                endpoint_tls = cluster.endpoints[i].tls;
                 cluster.endpoints[i].address
             }
         };
@@ -284,7 +301,37 @@ impl ProxyHttp for MeshHttp {
         } else {
             peer.options.set_http_version(1, 1);
         }
+        // Pool keys: connections older than the cluster's max duration are not reused.
+        let epoch = cluster.max_connection_duration.map_or(0, |max| connection_epoch(max));
+        ctx.upstream_tls = false;
+        if let (true, Some(tls)) = (endpoint_tls, &cluster.tls) {
+            let carrying = if h2 { Carrying::H2 } else { Carrying::Http1 };
+            let connector = tls.connector(&self.shared.tls, carrying, cluster.connect_timeout).map_err(|e| {
+                ctx.reply = Some(TLS_NOT_READY);
+                Error::explain(ErrorType::HTTPStatus(503), format!("cluster {}: mTLS: {e}", cluster.name))
+            })?;
+            // Pingora sees a plaintext peer; the TLS is ours, under it (see tls::connect).
+            peer.sni = tls.sni_str().to_string();
+            peer.group_key = connector.generation ^ epoch.rotate_left(32) ^ (carrying as u64).rotate_left(48);
+            peer.options.custom_l4 = Some(connector);
+            ctx.upstream_tls = true;
+        } else {
+            peer.group_key = epoch;
+        }
         Ok(Box::new(peer))
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_identity = digest.and_then(|d| info_of(d.proxy_digest.as_deref())).and_then(|i| i.peer_identity.clone());
+        Ok(())
     }
 
     fn fail_to_connect(&self, session: &mut Session, peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
@@ -300,7 +347,13 @@ impl ProxyHttp for MeshHttp {
             e.set_retry(true);
         } else {
             e.set_retry(false);
-            ctx.reply = Some(if ctx.retries > 0 { RETRIES_EXHAUSTED } else { CONNECT_FAILURE });
+            ctx.reply = Some(if ctx.retries > 0 {
+                RETRIES_EXHAUSTED
+            } else if e.etype() == &ErrorType::TLSHandshakeFailure {
+                TLS_FAILURE
+            } else {
+                CONNECT_FAILURE
+            });
         }
         e
     }
@@ -517,7 +570,8 @@ impl ProxyHttp for MeshHttp {
             status >= 500 && ctx.retries > 0 && ctx.retry_policy().is_some_and(|p| ctx.retries >= p.num_retries);
         let flags = ctx.reply.map_or(if retries_exhausted { "URX" } else { "-" }, |r| r.flags);
         let service = ctx.cluster.as_ref().map_or("unknown", |Admitted(c)| &*c.service);
-        let istio = exchange::request_labels(ctx, direction, code, flags);
+        let my_id = self.shared.tls.spiffe_id();
+        let istio = exchange::request_labels(ctx, direction, code, flags, my_id.as_deref());
         let labels = istio.values(&self.shared.metrics.label_bounds, &tables.snapshot.telemetry.metrics);
         let m = &self.shared.metrics;
         m.requests_total.with_label_values(&labels).inc();
@@ -542,6 +596,9 @@ impl ProxyHttp for MeshHttp {
             route = ctx.route.as_ref().map(|r| &*r.name),
             lane = ctx.lane.as_deref(),
             served_lane,
+            peer = ctx.conn.as_ref().and_then(|c| c.peer_identity.as_deref()),
+            sni = ctx.conn.as_ref().and_then(|c| c.sni.as_deref()),
+            tls_resumed = ctx.conn.as_ref().is_some_and(|c| c.resumed),
             upstream = ?ctx.tried.last().and_then(|i| ctx.cluster.as_ref().map(|c| c.0.endpoints[*i].address)),
             duration_ms = ctx.start.elapsed().as_millis() as u64,
         );

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use oxidecar_xds::model::Protocol;
+use oxidecar_xds::model::{Protocol, TransportProtocol};
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::protocols::l4::stream::Stream as L4Stream;
@@ -15,7 +15,13 @@ use tokio::io::AsyncReadExt;
 
 use crate::http::{MeshHttp, connection_addrs};
 use crate::shared::Shared;
+use crate::tables::Sniffed;
 use crate::tcp;
+use crate::tls::accept::{Hello, MAX_CLIENT_HELLO, looks_like_tls, parse_client_hello};
+use crate::tls::socket::{ConnInfo, attach};
+
+/// Longest a downstream TLS handshake may take once the ClientHello is in.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bytes needed to tell HTTP from anything else: the longest method plus a space, or the h2 preface start.
 const SNIFF_BYTES: usize = 16;
@@ -51,35 +57,53 @@ fn classify(buf: &[u8]) -> Sniff {
     if could_be { Sniff::NeedMore } else { Sniff::Tcp }
 }
 
-/// Reads the first bytes without consuming them (they are rewound into the stream). A client that
-/// stays silent past `timeout` is a server-first protocol: opaque TCP.
+/// Reads the first bytes without consuming them (they are rewound into the stream): a TLS
+/// ClientHello (read whole, for its SNI and ALPN), HTTP, or else opaque TCP. A client that stays
+/// silent past `timeout` is a server-first protocol: opaque TCP.
 /// `None` only if the stream changed type between the check and the downcast (it cannot).
-async fn sniff(stream: Stream, timeout: Duration) -> Option<(Stream, Protocol)> {
+async fn sniff(stream: Stream, timeout: Duration) -> Option<(Stream, Sniffed)> {
+    let plain = |protocol| Sniffed { transport: TransportProtocol::RawBuffer, protocol, hello: None };
     if !stream.as_any().is::<L4Stream>() {
-        return Some((stream, Protocol::Tcp));
+        return Some((stream, plain(Protocol::Tcp)));
     }
     let mut l4 = stream.into_any().downcast::<L4Stream>().ok()?;
-    let mut buf = Vec::with_capacity(SNIFF_BYTES);
+    let mut buf = Vec::with_capacity(512);
     let deadline = tokio::time::Instant::now() + timeout;
-    let protocol = loop {
-        let mut chunk = [0u8; SNIFF_BYTES];
-        let want = SNIFF_BYTES - buf.len();
+    let sniffed = loop {
+        let mut chunk = [0u8; 4096];
+        let want = if looks_like_tls(&buf) && !buf.is_empty() { chunk.len() } else { SNIFF_BYTES - buf.len() };
         match tokio::time::timeout_at(deadline, l4.read(&mut chunk[..want])).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break Protocol::Tcp,
+            Ok(Ok(0)) | Ok(Err(_)) => break plain(Protocol::Tcp),
             Ok(Ok(n)) => {
                 buf.extend_from_slice(&chunk[..n]);
+                if looks_like_tls(&buf) {
+                    match parse_client_hello(&buf) {
+                        Hello::Tls(hello) => break Sniffed { transport: TransportProtocol::Tls, protocol: Protocol::Tcp, hello: Some(hello) },
+                        Hello::NotTls => break plain(Protocol::Tcp),
+                        Hello::NeedMore if buf.len() >= MAX_CLIENT_HELLO => break plain(Protocol::Tcp),
+                        Hello::NeedMore => continue,
+                    }
+                }
                 match classify(&buf) {
-                    Sniff::Http => break Protocol::Http,
-                    Sniff::Tcp => break Protocol::Tcp,
-                    Sniff::NeedMore if buf.len() >= SNIFF_BYTES => break Protocol::Tcp,
+                    Sniff::Http => break plain(Protocol::Http),
+                    Sniff::Tcp => break plain(Protocol::Tcp),
+                    Sniff::NeedMore if buf.len() >= SNIFF_BYTES => break plain(Protocol::Tcp),
                     Sniff::NeedMore => {}
                 }
             }
-            Err(_) => break if classify(&buf) == Sniff::Http { Protocol::Http } else { Protocol::Tcp },
+            Err(_) => break plain(if classify(&buf) == Sniff::Http { Protocol::Http } else { Protocol::Tcp }),
         }
     };
     l4.rewind(&buf);
-    Some((l4, protocol))
+    Some((l4, sniffed))
+}
+
+impl MeshListener {
+    fn no_chain(&self, port: u16, why: &str) -> Option<Stream> {
+        self.shared.metrics.no_filter_chain.with_label_values(&[&self.name]).inc();
+        tracing::info!(listener = %self.name, port, "{why}; closing connection");
+        None
+    }
 }
 
 #[async_trait]
@@ -96,32 +120,36 @@ impl ServerApp for MeshListener {
         crate::original_dst::record(&stream);
         let (local, original) = connection_addrs(stream.get_socket_digest().as_deref());
         let port = original.or(local).map_or(0, |a| a.port());
-        let mut protocols = listener.candidates(port).map(|c| c.protocol);
-        let Some(first) = protocols.next() else {
-            self.shared.metrics.no_filter_chain.with_label_values(&[&self.name]).inc();
-            tracing::info!(listener = %self.name, port, "no filter chain matches; closing connection");
-            return None;
-        };
-        let (stream, protocol) = if protocols.all(|p| p == first) {
-            (stream, first)
-        } else {
-            match sniff(stream, listener.sniff_timeout).await {
-                Some(sniffed) => sniffed,
-                None => {
+        let (mut stream, chain, sniffed) = match listener.chain_without_sniffing(port) {
+            Some(None) => return self.no_chain(port, "no filter chain matches"),
+            Some(Some(chain)) => (stream, chain, None),
+            None => {
+                let Some((mut stream, sniffed)) = sniff(stream, listener.sniff_timeout).await else {
                     tracing::error!(listener = %self.name, "cannot sniff this connection's stream; closing it");
                     return None;
-                }
+                };
+                let Some(chain) = listener.candidates(port).find(|c| c.matches(&sniffed)) else {
+                    return self.no_chain(port, &format!("no filter chain for the sniffed connection ({:?}, {:?})", sniffed.transport, sniffed.protocol));
+                };
+                attach(stream.as_mut(), ConnInfo { chain: Some(chain.name.clone()), ..Default::default() });
+                (stream, chain, Some(sniffed))
             }
         };
-        let Some(chain) = listener.candidates(port).find(|c| c.protocol == protocol) else {
-            self.shared.metrics.no_filter_chain.with_label_values(&[&self.name]).inc();
-            tracing::info!(listener = %self.name, port, ?protocol, "no filter chain for the sniffed protocol; closing connection");
-            return None;
-        };
-        match protocol {
+        if let (Some(t), Some(s)) = (&chain.tls, &sniffed)
+            && s.transport == TransportProtocol::Tls
+        {
+            let terminated = crate::tls::accept::terminate(&self.shared.tls, stream, t.require_client_certificate, &t.alpn, chain.name.clone(), HANDSHAKE_TIMEOUT).await;
+            stream = match terminated {
+                Ok(s) => Box::new(s),
+                Err(e) => {
+                    tracing::info!(listener = %self.name, chain = %chain.name, error = %e, "downstream TLS refused");
+                    return None;
+                }
+            };
+        }
+        match chain.protocol {
             Protocol::Http => {
                 // Serve every request of this connection here, so keep-alive requests skip the sniff.
-                let mut stream = stream;
                 loop {
                     match self.http.process_new(stream, shutdown).await {
                         // Drained listeners close kept-alive connections after their request.

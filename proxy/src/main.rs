@@ -6,6 +6,7 @@ mod admin;
 mod capture;
 mod cli;
 mod control;
+mod devca;
 mod health;
 mod http;
 mod invoke;
@@ -19,6 +20,7 @@ mod shared;
 mod tables;
 mod tcp;
 mod wait;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -60,5 +62,27 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        cli::Command::DevCa(args) => dev_ca(&args),
     }
+}
+
+fn dev_ca(args: &cli::DevCaArgs) -> ExitCode {
+    let ca = match devca::DevCa::open_or_create(&args.dir, &args.trust_domain) {
+        Ok(ca) => ca,
+        Err(e) => {
+            eprintln!("oxidecar dev-ca: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("root: {}", args.dir.join(devca::ROOT_CERT).display());
+    for w in &args.workloads {
+        match ca.write_workload(&args.dir, w, args.validity, args.backdate) {
+            Ok((dir, id)) => println!("{id}: {}", dir.display()),
+            Err(e) => {
+                eprintln!("oxidecar dev-ca: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }

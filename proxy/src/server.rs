@@ -154,7 +154,13 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
     };
     let runtime = LocalRuntime::new(opts.runtime.http_addr, http_app, opts.runtime.api_token.as_deref());
     let tables = Tables::build(Arc::new(snapshot), None, Some(Arc::new(runtime))).map_err(|e| StartupError(vec![e.to_string()]))?;
-    let shared = Shared::new(tables, metrics);
+    let tls_metrics = crate::tls::TlsMetrics::new(&metrics.registry).map_err(|e| StartupError(vec![format!("metrics registry: {e}")]))?;
+    let tls = crate::tls::TlsContext::new(tls_metrics).map_err(|e| StartupError(vec![format!("TLS: {e}")]))?;
+    if let Some(id) = &tables.snapshot.identity {
+        let certs = crate::tls::WorkloadCerts::from_files(id).map_err(|e| StartupError(vec![format!("identity.{e}")]))?;
+        tls.set_identity(certs).map_err(|e| StartupError(vec![format!("identity.{e}")]))?;
+    }
+    let shared = Shared::new(tables, metrics, tls);
     let control_stop = CancellationToken::new();
 
     let snapshot = shared.tables.load().snapshot.clone();
@@ -228,6 +234,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
                 tasks.spawn(admin::serve(health_listener, admin::health_router(state.clone()), stop.clone()));
                 tasks.spawn(control::watch(control_shared.clone(), state.source.clone(), stop.clone()));
                 tasks.spawn(crate::health::run(control_shared.clone(), stop.clone()));
+                tasks.spawn(control::watch_identity(control_shared.clone(), stop.clone()));
                 tasks.spawn(mark_ready_when_listening(control_shared, listen_addrs));
                 tasks.spawn(runtime.wait());
                 while tasks.join_next().await.is_some() {}

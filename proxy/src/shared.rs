@@ -9,6 +9,7 @@ use oxidecar_filters::lane::LaneMemory;
 
 use crate::metrics::Metrics;
 use crate::tables::Tables;
+use crate::tls::TlsContext;
 
 /// Readiness and in-flight work, for `/ready` and the SIGTERM drain.
 #[derive(Debug, Default)]
@@ -81,11 +82,14 @@ pub struct Shared {
     pub access_log: crate::accesslog::AccessLogger,
     /// This node's encoded metadata-exchange headers, re-encoded when the node changes.
     pub node_headers: arc_swap::ArcSwapOption<crate::http::exchange::NodeHeaders>,
+    /// Workload identity and TLS configs for mesh mTLS.
+    pub tls: Arc<TlsContext>,
 }
 
 impl Shared {
-    pub fn new(tables: Tables, metrics: Metrics) -> Arc<Self> {
+    pub fn new(tables: Tables, metrics: Metrics, tls: Arc<TlsContext>) -> Arc<Self> {
         Arc::new(Self {
+            tls,
             tables: ArcSwap::from_pointee(tables),
             access_log: crate::accesslog::AccessLogger::new(metrics.access_log_dropped.clone()),
             node_headers: Default::default(),

@@ -13,7 +13,7 @@ use oxidecar_filters::lb::LoadBalancer;
 use oxidecar_filters::outlier::{OutlierDetector, Outcome};
 use oxidecar_filters::route::{Destination, RouteTable};
 use oxidecar_filters::weighted::WeightedChoice;
-use oxidecar_xds::model::{self, ClusterKind, Protocol, Snapshot, TrafficDirection, UpstreamProtocol};
+use oxidecar_xds::model::{self, ClusterKind, Protocol, Snapshot, TrafficDirection, TransportProtocol, UpstreamProtocol};
 
 /// Counters of one endpoint, shown by `/clusters`.
 #[derive(Debug, Default)]
@@ -33,6 +33,8 @@ pub struct EndpointState {
     pub lane: Option<Arc<str>>,
     pub weight: u32,
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Connections to this endpoint use the cluster's mesh mTLS.
+    pub tls: bool,
     pub stats: Arc<EndpointStats>,
 }
 
@@ -64,6 +66,10 @@ pub struct ClusterState {
     pub lanes: std::collections::HashSet<Arc<str>>,
     /// Whether some endpoint is in the base lane (else base traffic may use every endpoint).
     pub has_base: bool,
+    /// Mesh mTLS settings, when some endpoint uses them.
+    pub tls: Option<crate::tls::upstream::ClusterTls>,
+    /// New requests stop reusing connections older than this (Envoy's max_connection_duration).
+    pub max_connection_duration: Option<Duration>,
 }
 
 impl ClusterState {
@@ -121,7 +127,53 @@ pub struct ChainEntry {
     pub name: Arc<str>,
     pub destination_port: Option<u16>,
     pub protocol: Protocol,
+    pub transport: Option<TransportProtocol>,
+    pub server_names: Vec<String>,
+    pub application_protocols: Vec<String>,
+    /// Terminate TLS with the workload identity.
+    pub tls: Option<model::DownstreamTls>,
     pub action: ChainAction,
+}
+
+/// What sniffing learned about a connection's first bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sniffed {
+    pub transport: TransportProtocol,
+    /// For plaintext, HTTP or opaque TCP; inside TLS the chain decides.
+    pub protocol: Protocol,
+    pub hello: Option<crate::tls::accept::ClientHello>,
+}
+
+/// `*.example.com` matches `a.example.com` and `a.b.example.com`; other names match exactly.
+fn server_name_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => name.len() > suffix.len() + 1 && name.ends_with(suffix) && name.as_bytes()[name.len() - suffix.len() - 1] == b'.',
+        None => pattern.eq_ignore_ascii_case(name),
+    }
+}
+
+impl ChainEntry {
+    /// Whether the chain's TLS conditions hold for a connection sniffed as `s`.
+    pub fn matches(&self, s: &Sniffed) -> bool {
+        if self.transport.is_some_and(|t| t != s.transport) {
+            return false;
+        }
+        match (&s.hello, s.transport) {
+            (Some(hello), TransportProtocol::Tls) => {
+                let sni_ok = self.server_names.is_empty()
+                    || hello.server_name.as_deref().is_some_and(|n| self.server_names.iter().any(|p| server_name_matches(p, n)));
+                let alpn_ok = self.application_protocols.is_empty() || hello.alpn.iter().any(|a| self.application_protocols.contains(a));
+                // A TLS connection goes to a chain that terminates it or passes it through as TCP.
+                sni_ok && alpn_ok && (self.tls.is_some() || self.protocol == Protocol::Tcp)
+            }
+            _ => self.server_names.is_empty() && self.application_protocols.is_empty() && self.tls.is_none() && self.protocol == s.protocol,
+        }
+    }
+
+    /// Whether choosing this chain needs more than the destination port.
+    fn needs_sniff(&self) -> bool {
+        self.transport.is_some() || !self.server_names.is_empty() || !self.application_protocols.is_empty() || self.tls.is_some()
+    }
 }
 
 #[derive(Debug)]
@@ -135,6 +187,19 @@ impl ListenerTable {
     /// Chains that may take a connection to `port`, in config order.
     pub fn candidates(&self, port: u16) -> impl Iterator<Item = &ChainEntry> {
         self.chains.iter().filter(move |c| c.destination_port.is_none_or(|p| p == port))
+    }
+
+    /// The chain for a connection to `port` without reading its bytes, when that is decided
+    /// already: one protocol among the candidates and no TLS conditions.
+    pub fn chain_without_sniffing(&self, port: u16) -> Option<Option<&ChainEntry>> {
+        let mut candidates = self.candidates(port);
+        let Some(first) = candidates.next() else { return Some(None) };
+        let decided = !first.needs_sniff() && self.candidates(port).all(|c| c.protocol == first.protocol && !c.needs_sniff());
+        decided.then_some(Some(first))
+    }
+
+    pub fn chain_named(&self, name: &str) -> Option<&ChainEntry> {
+        self.chains.iter().find(|c| &*c.name == name)
     }
 }
 
@@ -185,12 +250,15 @@ fn local_cluster(name: &str, address: SocketAddr) -> ClusterState {
                 lane: None,
                 weight: 1,
                 labels: Default::default(),
+                tls: false,
                 stats: Default::default(),
             }],
             stats: Default::default(),
             outlier: None,
             lanes: Default::default(),
             has_base: true,
+            tls: None,
+            max_connection_duration: None,
         }
 }
 
@@ -218,6 +286,7 @@ impl Tables {
                     lane: e.labels.get(&snapshot.lanes.label).map(|l| Arc::from(l.as_str())),
                     weight: e.weight,
                     labels: e.labels.clone(),
+                    tls: c.tls.applies_to(&e.labels),
                     stats: old
                         .and_then(|o| o.endpoints.iter().find(|oe| oe.address == e.address))
                         .map(|oe| oe.stats.clone())
@@ -241,6 +310,8 @@ impl Tables {
                 outlier: c.outlier_detection.clone().map(|od| OutlierDetector::new(od, endpoints.len())),
                 lanes,
                 has_base,
+                tls: endpoints.iter().any(|e| e.tls).then(|| crate::tls::upstream::ClusterTls::new(&c.tls, c.protocol)),
+                max_connection_duration: c.max_connection_duration,
                 endpoints,
                 stats: old.map(|o| o.stats.clone()).unwrap_or_default(),
             }));
@@ -264,10 +335,15 @@ impl Tables {
                     (None, Some(tcp)) => ChainAction::Tcp { destination: tcp_destination(tcp, &resolve, &l.name)? },
                     (None, None) => return Err(BuildError(format!("listener {}: chain {name} has no filter", l.name))),
                 };
+                let m = &fc.filter_chain_match;
                 chains.push(ChainEntry {
                     name,
-                    destination_port: fc.filter_chain_match.destination_port,
+                    destination_port: m.destination_port,
                     protocol: fc.protocol(),
+                    transport: m.transport_protocol,
+                    server_names: m.server_names.clone(),
+                    application_protocols: m.application_protocols.clone(),
+                    tls: fc.tls.clone(),
                     action,
                 });
             }

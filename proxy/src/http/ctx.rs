@@ -13,6 +13,7 @@ use pingora::proxy::Session;
 use super::reply::Reply;
 use crate::shared::InFlight;
 use crate::tables::{ClusterState, Tables};
+use crate::tls::socket::ConnInfo;
 
 /// Per-request state, dropped when the request ends (releasing in-flight and admission counts).
 pub struct RequestCtx {
@@ -49,6 +50,11 @@ pub struct RequestCtx {
     pub(super) upstream_service_time: Option<std::time::Duration>,
     /// What the peer sidecar said about itself (Istio metadata exchange), for the metric labels.
     pub(super) peer: Option<crate::peer::PeerInfo>,
+    /// What the listener learned about the downstream connection (chain, peer identity).
+    pub(super) conn: Option<ConnInfo>,
+    /// The upstream peer's verified identity, when the attempt went over mesh mTLS.
+    pub(super) upstream_identity: Option<Arc<str>>,
+    pub(super) upstream_tls: bool,
 }
 
 /// A request counted against its cluster's `max_requests` until dropped.

@@ -13,6 +13,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
+use crate::tls::socket::ConnInfo;
 use super::MeshHttp;
 use super::ctx::{Admitted, RequestCtx};
 use crate::metrics::istio::{IstioLabels, Workload};
@@ -88,18 +89,27 @@ pub(super) fn request_labels<'a>(
     direction: TrafficDirection,
     code: &'a str,
     flags: &'a str,
+    my_principal: Option<&'a str>,
 ) -> IstioLabels<'a> {
     let node = &ctx.tables.snapshot.node;
     let (service, service_name) = match &ctx.cluster {
         Some(Admitted(c)) => (&*c.service, &*c.service_name),
         None => ("unknown", "unknown"),
     };
-    let me = Workload::node(node, None);
-    let peer = Workload::peer(ctx.peer.as_ref(), None);
-    let (source, destination, security_policy) = match direction {
-        TrafficDirection::Outbound => (me, peer, "unknown"),
-        // Plaintext until the mTLS work reports the peer's identity.
-        TrafficDirection::Inbound => (peer, me, "none"),
+    // Principals come from mTLS: ours when the connection used it, the peer's as verified.
+    let (mine, theirs, security_policy) = match direction {
+        TrafficDirection::Outbound => (my_principal.filter(|_| ctx.upstream_tls), ctx.upstream_identity.as_deref(), "unknown"),
+        TrafficDirection::Inbound => {
+            let conn = ctx.conn.as_ref();
+            let tls = conn.is_some_and(|c| c.tls);
+            (my_principal.filter(|_| tls), conn.and_then(|c| c.peer_identity.as_deref()), conn.map_or("none", ConnInfo::security_policy))
+        }
+    };
+    let me = Workload::node(node, mine);
+    let peer = Workload::peer(ctx.peer.as_ref(), theirs);
+    let (source, destination) = match direction {
+        TrafficDirection::Outbound => (me, peer),
+        TrafficDirection::Inbound => (peer, me),
     };
     IstioLabels {
         direction,

@@ -22,6 +22,8 @@ pub(super) const NO_ORIGINAL_DST: Reply = Reply { status: 503, flags: "UH", reas
 pub(super) const BLACKHOLE: Reply = Reply { status: 502, flags: "UH", reason: "destination is not a known service (BlackHoleCluster)" };
 pub(super) const CONNECT_FAILURE: Reply = Reply { status: 503, flags: "UF", reason: "upstream connect error" };
 pub(super) const RETRIES_EXHAUSTED: Reply = Reply { status: 503, flags: "URX,UF", reason: "upstream connect error, retries exhausted" };
+pub(super) const TLS_FAILURE: Reply = Reply { status: 503, flags: "UF", reason: "upstream connect error: mTLS handshake failed (peer identity or certificate refused)" };
+pub(super) const TLS_NOT_READY: Reply = Reply { status: 503, flags: "UF", reason: "mTLS to this cluster needs the workload certificate, which is not loaded" };
 pub(super) const TIMEOUT: Reply = Reply { status: 504, flags: "UT", reason: "upstream request timeout" };
 pub(super) const RESET: Reply = Reply { status: 503, flags: "UC", reason: "upstream reset before response" };
 

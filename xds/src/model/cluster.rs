@@ -29,6 +29,10 @@ pub struct Cluster {
     pub protocol: UpstreamProtocol,
     #[serde(default)]
     pub tls: UpstreamTls,
+    /// New requests stop reusing an upstream connection older than this (Envoy's
+    /// `max_connection_duration`); it closes once idle.
+    #[serde(default, with = "humantime_serde")]
+    pub max_connection_duration: Option<Duration>,
     #[serde(default)]
     pub circuit_breakers: CircuitBreakers,
     #[serde(default)]

@@ -302,6 +302,9 @@ fn validate_cluster(c: &mut Checker, i: usize, cl: &Cluster) {
         }
         _ => {}
     }
+    if cl.max_connection_duration.is_some_and(|d| d.is_zero()) {
+        c.err(format!("{path}.max_connection_duration"), "must be greater than 0 (omit it for no limit)");
+    }
     let tls = &cl.tls;
     if tls.mode == TlsMode::Disabled && (tls.sni.is_some() || !tls.subject_alt_names.is_empty() || !tls.alpn.is_empty() || !tls.endpoint_match.is_empty()) {
         c.err(format!("{path}.tls.mode"), "settings are given but mode is disabled; set mode: istio_mutual");
