@@ -302,7 +302,7 @@ impl ProxyHttp for MeshHttp {
             peer.options.set_http_version(1, 1);
         }
         // Pool keys: connections older than the cluster's max duration are not reused.
-        let epoch = cluster.max_connection_duration.map_or(0, |max| connection_epoch(max));
+        let epoch = cluster.max_connection_duration.map_or(0, connection_epoch);
         ctx.upstream_tls = false;
         if let (true, Some(tls)) = (endpoint_tls, &cluster.tls) {
             let carrying = if h2 { Carrying::H2 } else { Carrying::Http1 };

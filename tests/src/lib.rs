@@ -4,6 +4,7 @@
 
 pub mod grpc;
 pub mod harness;
+pub mod mtls;
 pub mod pods;
 pub mod upstream;
 
