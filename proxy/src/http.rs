@@ -30,6 +30,7 @@ use reply::*;
 use crate::shared::{InFlight, Shared};
 use crate::tables::{ChainAction, ClusterState, Tables};
 use crate::tls::socket::info_of;
+use crate::tls::connect::EndpointConnect;
 use crate::tls::upstream::Carrying;
 
 /// Header naming why the proxy answered instead of the upstream.
@@ -305,15 +306,20 @@ impl ProxyHttp for MeshHttp {
         let epoch = cluster.max_connection_duration.map_or(0, connection_epoch);
         ctx.upstream_tls = false;
         if let (true, Some(tls)) = (endpoint_tls, &cluster.tls) {
+            let options = peer.options.clone();
             let carrying = if h2 { Carrying::H2 } else { Carrying::Http1 };
             let connector = tls.connector(&self.shared.tls, carrying, cluster.connect_timeout).map_err(|e| {
                 ctx.reply = Some(TLS_NOT_READY);
                 Error::explain(ErrorType::HTTPStatus(503), format!("cluster {}: mTLS: {e}", cluster.name))
             })?;
-            // Pingora sees a plaintext peer; the TLS is ours, under it (see tls::connect).
-            peer.sni = tls.sni_str().to_string();
-            peer.group_key = connector.generation ^ epoch.rotate_left(32) ^ (carrying as u64).rotate_left(48);
-            peer.options.custom_l4 = Some(connector);
+            // Pingora sees a plaintext peer at 0.0.0.0 (see tls::connect::EndpointConnect); the
+            // endpoint, identity generation, protocol and age window make up the pool key.
+            peer = HttpPeer::new(SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port()), false, tls.sni_str().to_string());
+            peer.options = options;
+            let mut key = std::hash::DefaultHasher::new();
+            std::hash::Hash::hash(&(addr, connector.generation, carrying as u8, epoch), &mut key);
+            peer.group_key = std::hash::Hasher::finish(&key);
+            peer.options.custom_l4 = Some(Arc::new(EndpointConnect { mesh: connector, target: addr }));
             ctx.upstream_tls = true;
         } else {
             peer.group_key = epoch;

@@ -55,6 +55,11 @@ listeners:
 /// A client sidecar: HTTP outbound routing each host to an mTLS cluster, and a TCP outbound to
 /// the first target. `targets`: (host, server inbound port, expected SANs).
 async fn client(identity: &str, targets: &[(&str, u16, &[String])]) -> (Proxy, u16, u16) {
+    client_with(identity, targets, "").await
+}
+
+/// Like [`client`], with `extra` (indented YAML) added to every cluster.
+async fn client_with(identity: &str, targets: &[(&str, u16, &[String])], extra: &str) -> (Proxy, u16, u16) {
     let (outbound, tcp_out) = (free_port(), free_port());
     let mut vhosts = String::new();
     let mut clusters = String::new();
@@ -64,7 +69,7 @@ async fn client(identity: &str, targets: &[(&str, u16, &[String])]) -> (Proxy, u
         ));
         let sans = sans.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
         clusters.push_str(&format!(
-            "  - name: {host}\n    service: {host}.default.svc.cluster.local\n    tls: {{ mode: istio_mutual, sni: outbound_.9080_._.{host}.default.svc.cluster.local, subject_alt_names: [{sans}] }}\n    endpoints: [{{ address: 127.0.0.1:{port} }}]\n"
+            "  - name: {host}\n    service: {host}.default.svc.cluster.local\n    tls: {{ mode: istio_mutual, sni: outbound_.9080_._.{host}.default.svc.cluster.local, subject_alt_names: [{sans}] }}\n    endpoints: [{{ address: 127.0.0.1:{port} }}]\n{extra}"
         ));
     }
     let first = targets[0].0;
@@ -123,6 +128,14 @@ async fn mtls_between_sidecars_verifies_and_reports_both_identities() {
     let outbound_labels = [("reporter", "source"), ("source_principal", client_id.as_str()), ("destination_principal", server_id.as_str())];
     assert_eq!(metric_sum(&m, "istio_requests_total", &outbound_labels), 1.0, "{m}");
     assert_eq!(metric_sum(&m, "oxidecar_tls_record_path", &[("path", "userspace")]), 1.0, "{m}");
+
+    // Keep-alive: later requests ride the pooled mTLS connection, no new handshake.
+    for _ in 0..4 {
+        assert_eq!(get(outbound, "reviews").await.status, 200);
+    }
+    let m = cli.metrics().await;
+    assert_eq!(metric_sum(&m, "oxidecar_tls_handshakes_total", &[("side", "client")]), 1.0, "{m}");
+    assert_eq!(metric_sum(&m, "istio_requests_total", &outbound_labels), 5.0, "{m}");
 }
 
 #[tokio::test]
@@ -277,4 +290,35 @@ async fn unreadable_identity_files_stop_start_up_naming_the_file() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cert_chain: cannot read") && err.contains("absent/cert-chain.pem"), "{err}");
+}
+
+#[tokio::test]
+async fn h2_multiplexes_over_one_pooled_mtls_connection_and_max_duration_renews_it() {
+    let ca = DevCa::new("h2").await;
+    ca.mint(&[CLIENT, SERVER], &[]).await;
+    let app = http_upstream("reviews-app").await;
+    let echo = tcp_echo().await;
+    let (srv, inbound) = server(&ident(&ca, SERVER), app.port(), echo.port(), Mode::Strict).await;
+    let (cli, outbound, _) = client_with(&ident(&ca, CLIENT), &[("reviews", inbound, &[spiffe(SERVER)])], "    protocol: h2\n    max_connection_duration: 1500ms\n").await;
+
+    // After the first request opened it, many concurrent requests from many downstream
+    // connections share the one upstream connection.
+    assert_eq!(get(outbound, "reviews").await.status, 200);
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        calls.spawn(async move { get(outbound, "reviews").await.status });
+    }
+    while let Some(status) = calls.join_next().await {
+        assert_eq!(status.expect("task"), 200);
+    }
+    let handshakes = |m: &str| metric_sum(m, "oxidecar_tls_handshakes_total", &[("side", "client")]);
+    let m = cli.metrics().await;
+    assert_eq!(handshakes(&m), 1.0, "one multiplexed mTLS connection: {m}");
+    let m = srv.metrics().await;
+    assert_eq!(metric_sum(&m, "istio_requests_total", &[("reporter", "destination"), ("connection_security_policy", "mutual_tls")]), 41.0, "{m}");
+
+    // Past max_connection_duration, new requests open a new connection.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(get(outbound, "reviews").await.status, 200);
+    assert_eq!(handshakes(&cli.metrics().await), 2.0, "a fresh connection after the maximum duration");
 }

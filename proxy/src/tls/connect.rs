@@ -16,7 +16,7 @@ use rustls::{ClientConfig, HandshakeKind};
 
 use super::TlsContext;
 use super::identity::peer_spiffe_id;
-use super::socket::{ConnInfo, into_stream};
+use super::socket::{ConnInfo, attach};
 use super::verify::WrongIdentity;
 
 /// Connects to one cluster's endpoints with one client config.
@@ -94,14 +94,36 @@ impl MeshConnect {
     }
 }
 
+/// Connects one endpoint of an mTLS cluster for Pingora's HTTP pools.
+///
+/// Pingora reuses a pooled connection only after checking its file descriptor against the peer
+/// address, and a TLS stream handed over as a "virtual" socket has no descriptor, so it would
+/// never be reused. The decrypted side is therefore handed over as one end of a Unix socket pair,
+/// with a relay task copying between the other end and the TLS stream; the peer address is
+/// 0.0.0.0 (Pingora skips the address comparison for it) and the real endpoint is part of the
+/// pool key through `group_key`.
+#[derive(Debug)]
+pub struct EndpointConnect {
+    pub mesh: Arc<MeshConnect>,
+    pub target: std::net::SocketAddr,
+}
+
+/// Relay buffer per direction.
+const RELAY_BUFFER: usize = 64 * 1024;
+
 #[async_trait]
-impl L4Connect for MeshConnect {
-    async fn connect(&self, addr: &SocketAddr) -> Result<L4Stream> {
-        let Some(inet) = addr.as_inet().copied() else {
-            return Error::e_explain(ErrorType::ConnectError, format!("mesh mTLS needs an IP endpoint, not {addr}"));
-        };
-        let (tls, info) = self.connect_tls(inet).await?;
-        let fd = std::os::fd::AsRawFd::as_raw_fd(tls.get_ref().0);
-        Ok(into_stream(tls, Some(fd), info))
+impl L4Connect for EndpointConnect {
+    async fn connect(&self, _addr: &SocketAddr) -> Result<L4Stream> {
+        let (mut tls, info) = self.mesh.connect_tls(self.target).await?;
+        let (near, mut far) = tokio::net::UnixStream::pair().map_err(|e| Error::because(ErrorType::ConnectError, "socket pair for the mTLS relay", e))?;
+        let target = self.target;
+        tokio::spawn(async move {
+            if let Err(e) = tokio::io::copy_bidirectional_with_sizes(&mut far, &mut tls, RELAY_BUFFER, RELAY_BUFFER).await {
+                tracing::debug!(upstream = %target, error = %e, "mTLS relay ended with an error");
+            }
+        });
+        let mut stream = L4Stream::from(near);
+        attach(&mut stream, info);
+        Ok(stream)
     }
 }
