@@ -124,7 +124,7 @@ impl MeshHttp {
         let picked = ctx.conn.as_ref().and_then(|c| c.chain.as_deref()).and_then(|name| listener.chain_named(name));
         let routes = picked
             .into_iter()
-            .chain(listener.candidates(port).filter(|c| c.protocol == Protocol::Http))
+            .chain(listener.candidates(original.or(local).map(|a| a.ip()), port).filter(|c| c.protocol == Protocol::Http))
             .find_map(|c| match &c.action {
                 ChainAction::Http { routes } => Some(routes),
                 ChainAction::Tcp { .. } => None,

@@ -120,7 +120,8 @@ impl ServerApp for MeshListener {
         crate::original_dst::record(&stream);
         let (local, original) = connection_addrs(stream.get_socket_digest().as_deref());
         let port = original.or(local).map_or(0, |a| a.port());
-        let (mut stream, chain, sniffed) = match listener.chain_without_sniffing(port) {
+        let ip = original.or(local).map(|a| a.ip());
+        let (mut stream, chain, sniffed) = match listener.chain_without_sniffing(ip, port) {
             Some(None) => return self.no_chain(port, "no filter chain matches"),
             Some(Some(chain)) => (stream, chain, None),
             None => {
@@ -128,7 +129,7 @@ impl ServerApp for MeshListener {
                     tracing::error!(listener = %self.name, "cannot sniff this connection's stream; closing it");
                     return None;
                 };
-                let Some(chain) = listener.candidates(port).find(|c| c.matches(&sniffed)) else {
+                let Some(chain) = listener.candidates(ip, port).find(|c| c.matches(&sniffed)) else {
                     return self.no_chain(port, &format!("no filter chain for the sniffed connection ({:?}, {:?})", sniffed.transport, sniffed.protocol));
                 };
                 attach(stream.as_mut(), ConnInfo { chain: Some(chain.name.clone()), ..Default::default() });

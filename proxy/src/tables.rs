@@ -3,7 +3,7 @@
 //! when the cluster and address stay the same, so `/clusters` does not reset on every edit.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -126,6 +126,8 @@ pub enum ChainAction {
 pub struct ChainEntry {
     pub name: Arc<str>,
     pub destination_port: Option<u16>,
+    /// Destination CIDRs; empty: any address.
+    pub prefix_ranges: Vec<ipnet::IpNet>,
     pub protocol: Protocol,
     pub transport: Option<TransportProtocol>,
     pub server_names: Vec<String>,
@@ -184,17 +186,21 @@ pub struct ListenerTable {
 }
 
 impl ListenerTable {
-    /// Chains that may take a connection to `port`, in config order.
-    pub fn candidates(&self, port: u16) -> impl Iterator<Item = &ChainEntry> {
-        self.chains.iter().filter(move |c| c.destination_port.is_none_or(|p| p == port))
+    /// Chains that may take a connection to `ip`:`port` (the original destination, or the
+    /// listener's own address without capture), in config order.
+    pub fn candidates(&self, ip: Option<IpAddr>, port: u16) -> impl Iterator<Item = &ChainEntry> {
+        self.chains.iter().filter(move |c| {
+            c.destination_port.is_none_or(|p| p == port)
+                && (c.prefix_ranges.is_empty() || ip.is_some_and(|ip| c.prefix_ranges.iter().any(|r| r.contains(&ip))))
+        })
     }
 
     /// The chain for a connection to `port` without reading its bytes, when that is decided
     /// already: one protocol among the candidates and no TLS conditions.
-    pub fn chain_without_sniffing(&self, port: u16) -> Option<Option<&ChainEntry>> {
-        let mut candidates = self.candidates(port);
+    pub fn chain_without_sniffing(&self, ip: Option<IpAddr>, port: u16) -> Option<Option<&ChainEntry>> {
+        let mut candidates = self.candidates(ip, port);
         let Some(first) = candidates.next() else { return Some(None) };
-        let decided = !first.needs_sniff() && self.candidates(port).all(|c| c.protocol == first.protocol && !c.needs_sniff());
+        let decided = !first.needs_sniff() && self.candidates(ip, port).all(|c| c.protocol == first.protocol && !c.needs_sniff());
         decided.then_some(Some(first))
     }
 
@@ -339,6 +345,7 @@ impl Tables {
                 chains.push(ChainEntry {
                     name,
                     destination_port: m.destination_port,
+                    prefix_ranges: m.prefix_ranges.clone(),
                     protocol: fc.protocol(),
                     transport: m.transport_protocol,
                     server_names: m.server_names.clone(),
@@ -381,4 +388,33 @@ fn tcp_destination(
     WeightedChoice::new(items)
         .map(Destination::Weighted)
         .ok_or_else(|| BuildError(format!("listener {listener}: tcp weights add up to 0")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_match_the_destination_address_and_port() {
+        let yaml = r#"
+listeners:
+  - name: out
+    address: 127.0.0.1:15001
+    filter_chains:
+      - { name: db, match: { destination_port: 5432, prefix_ranges: ["10.1.0.0/16", "fd00::/64"] }, tcp: { cluster: db } }
+      - { name: other, tcp: { cluster: passthrough } }
+clusters:
+  - { name: db, endpoints: [{ address: 10.1.0.5:5432 }] }
+  - { name: passthrough, type: original_dst }
+"#;
+        let snapshot = oxidecar_xds::static_file::parse_str(yaml).expect("valid");
+        let tables = Tables::build(Arc::new(snapshot), None, None).expect("tables");
+        let out = &tables.listeners["out"];
+        let first = |ip: Option<&str>, port| out.candidates(ip.map(|i| i.parse().expect("ip")), port).next().map(|c| c.name.to_string());
+        assert_eq!(first(Some("10.1.2.3"), 5432).as_deref(), Some("db"));
+        assert_eq!(first(Some("fd00::7"), 5432).as_deref(), Some("db"));
+        assert_eq!(first(Some("10.2.0.1"), 5432).as_deref(), Some("other"), "unknown address");
+        assert_eq!(first(Some("10.1.2.3"), 5433).as_deref(), Some("other"), "other port");
+        assert_eq!(first(None, 5432).as_deref(), Some("other"), "no address known");
+    }
 }

@@ -14,7 +14,8 @@ const REDIS_PORT: u16 = 7379;
 const BANNER_PORT: u16 = 7380;
 /// An app in a pod outside the mesh: no service names it.
 const OUTSIDE_PORT: u16 = 9000;
-const OUTSIDE_REDIS_PORT: u16 = 9379;
+/// The same port as B's redis service: only the address tells them apart.
+const OUTSIDE_REDIS_PORT: u16 = REDIS_PORT;
 
 /// Outbound traffic to destinations no service covers (Istio's outboundTrafficPolicy).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -38,8 +39,8 @@ listeners:
     address: "[::]:15001"
     direction: outbound
     filter_chains:
-      - {{ name: redis-b, match: {{ destination_port: {REDIS_PORT} }}, tcp: {{ cluster: redis-b }} }}
-      - {{ name: banner-b, match: {{ destination_port: {BANNER_PORT} }}, tcp: {{ cluster: banner-b }} }}
+      - {{ name: redis-b, match: {{ destination_port: {REDIS_PORT}, prefix_ranges: ["{b_ip}/32"] }}, tcp: {{ cluster: redis-b }} }}
+      - {{ name: banner-b, match: {{ destination_port: {BANNER_PORT}, prefix_ranges: ["{b_ip}/32"] }}, tcp: {{ cluster: banner-b }} }}
       - {{ name: outbound-http, http: {{ route_config: outbound }} }}
       - {{ name: outbound-tcp, tcp: {{ cluster: {unknown} }} }}
   - name: virtualInbound

@@ -253,4 +253,14 @@ clusters:
             ]
         );
     }
+
+    #[test]
+    fn prefix_ranges_are_cidrs() {
+        let ok = GOOD.replace("match: { destination_port: 9080 }", "match: { destination_port: 9080, prefix_ranges: [\"10.0.0.0/8\", \"fd00::/64\"] }");
+        let s = parse_str(&ok).expect("valid");
+        assert_eq!(s.listeners[0].filter_chains[0].filter_chain_match.prefix_ranges.len(), 2);
+        let bad = GOOD.replace("match: { destination_port: 9080 }", "match: { prefix_ranges: [\"10.0.0.0/33\"] }");
+        let errs = parse_str(&bad).expect_err("bad cidr");
+        assert!(errs[0].path.starts_with("listeners[0].filter_chains[0].match.prefix_ranges"), "{errs:?}");
+    }
 }

@@ -97,6 +97,10 @@ pub struct FilterChainMatch {
     /// The original destination port (SO_ORIGINAL_DST), or the listener's own port without capture.
     #[serde(default)]
     pub destination_port: Option<u16>,
+    /// The original destination address must be in one of these CIDRs (Envoy's `prefix_ranges`):
+    /// how an outbound listener tells a known service's address from an unknown one. Empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefix_ranges: Vec<ipnet::IpNet>,
     /// The sniffed protocol of the first bytes (inside TLS when the chain terminates it).
     #[serde(default)]
     pub protocol: Option<Protocol>,
