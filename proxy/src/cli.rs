@@ -131,6 +131,7 @@ impl RunArgs {
                 http_addr: SocketAddr::new(self.dapr_listen_addresses, self.dapr_http_port),
                 resources_paths: self.resources_path.clone(),
                 api_token: self.dapr_api_token.clone().filter(|t| !t.is_empty()),
+                tracer: None,
             },
         }
     }

@@ -23,6 +23,7 @@ mod ctx;
 pub mod exchange;
 mod record;
 mod reply;
+mod span;
 
 use ctx::{Admitted, RequestCtx, replayable};
 use reply::*;
@@ -173,6 +174,7 @@ impl ProxyHttp for MeshHttp {
             conn: None,
             upstream_identity: None,
             upstream_tls: false,
+            hop: None,
         }
     }
 
@@ -184,6 +186,7 @@ impl ProxyHttp for MeshHttp {
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
         self.find_lane(session, ctx);
+        self.begin_trace(session, ctx);
         self.read_request_metadata(session, ctx, self.direction(&ctx.tables));
         if let Some((target, to_app)) = self.invocation_target(session, &ctx.tables) {
             // Service invocation from a peer sidecar: to the HTTP app directly, or through the
@@ -440,6 +443,7 @@ impl ProxyHttp for MeshHttp {
     ) -> Result<()> {
         ctx.upstream_sent = Some(Instant::now());
         self.write_request_metadata(upstream, ctx, self.direction(&ctx.tables))?;
+        self.inject_trace(upstream, ctx);
         if ctx.lane_remembered
             && let Some(lane) = ctx.lane.as_deref().and_then(|l| http::HeaderValue::from_str(l).ok()) {
                 upstream.insert_header(ctx.tables.snapshot.lanes.header.clone(), lane)?;
@@ -609,6 +613,7 @@ impl ProxyHttp for MeshHttp {
             duration_ms = ctx.start.elapsed().as_millis() as u64,
         );
         self.access_log(session, ctx, &record::Outcome { direction, status, flags, served_lane });
+        self.finish_span(session, ctx, direction, status, flags);
     }
 }
 

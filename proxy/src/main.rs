@@ -19,6 +19,7 @@ mod server;
 mod shared;
 mod tables;
 mod tcp;
+mod trace;
 mod wait;
 mod tls;
 

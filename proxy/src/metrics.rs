@@ -46,6 +46,8 @@ pub struct Metrics {
     pub label_bounds: std::sync::Arc<istio::Bounds>,
     /// Scrapes of the app's own metrics for the merged port, by result.
     pub app_scrapes: IntCounterVec,
+    /// Spans by fate: exported, failed (collector error), dropped (queue full).
+    pub trace_spans: IntCounterVec,
 }
 
 impl Metrics {
@@ -97,6 +99,7 @@ impl Metrics {
             active_requests,
             access_log_dropped,
             label_bounds: Default::default(),
+            trace_spans: counter("oxidecar_trace_spans_total", "Finished spans by result: exported, failed, dropped", &["result"])?,
             app_scrapes: counter("oxidecar_app_metrics_scrapes_total", "Scrapes of the app's metrics for the merged port", &["result"])?,
             registry,
         })

@@ -196,7 +196,8 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
     let stop = control_stop.clone();
     let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let runtime_cfg = opts.runtime.clone();
+    let mut runtime_cfg = opts.runtime.clone();
+    runtime_cfg.tracer = Some(Arc::new(crate::trace::runtime::RuntimeTracer(shared.clone())));
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
@@ -235,6 +236,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
                 tasks.spawn(control::watch(control_shared.clone(), state.source.clone(), stop.clone()));
                 tasks.spawn(crate::health::run(control_shared.clone(), stop.clone()));
                 tasks.spawn(control::watch_identity(control_shared.clone(), stop.clone()));
+                tasks.spawn(crate::trace::export::run(control_shared.clone(), stop.clone()));
                 tasks.spawn(mark_ready_when_listening(control_shared, listen_addrs));
                 tasks.spawn(runtime.wait());
                 while tasks.join_next().await.is_some() {}

@@ -84,6 +84,8 @@ pub struct Shared {
     pub node_headers: arc_swap::ArcSwapOption<crate::http::exchange::NodeHeaders>,
     /// Workload identity and TLS configs for mesh mTLS.
     pub tls: Arc<TlsContext>,
+    /// Finished spans on their way to the OTLP exporter.
+    pub trace: crate::trace::export::Tracer,
 }
 
 impl Shared {
@@ -93,6 +95,7 @@ impl Shared {
             tables: ArcSwap::from_pointee(tables),
             access_log: crate::accesslog::AccessLogger::new(metrics.access_log_dropped.clone()),
             node_headers: Default::default(),
+            trace: crate::trace::export::Tracer::new(metrics.trace_spans.clone()),
             metrics,
             drain: Drain::default(),
             lanes: LaneMemory::new(LANE_MEMORY_TTL, LANE_MEMORY_MAX),

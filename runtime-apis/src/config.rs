@@ -55,6 +55,8 @@ pub struct RuntimeConfig {
     pub resources_paths: Vec<PathBuf>,
     /// `DAPR_API_TOKEN`: when set, every call must carry it in `dapr-api-token`.
     pub api_token: Option<String>,
+    /// Where runtime API calls are reported for tracing (the proxy's exporter); none: untraced.
+    pub tracer: Option<std::sync::Arc<dyn crate::tracer::CallTracer>>,
 }
 
 impl RuntimeConfig {
@@ -68,6 +70,7 @@ impl RuntimeConfig {
             http_addr: DEFAULT_HTTP_ADDR,
             resources_paths: Vec::new(),
             api_token: None,
+            tracer: None,
         }
     }
 }

@@ -84,6 +84,7 @@ fn token_check(token: Option<String>) -> impl FnMut(Request<()>) -> Result<Reque
 /// Serves the gRPC API on `listener` until `shutdown` fires, then finishes in-flight calls.
 pub async fn serve(api: Arc<Api>, listener: TcpListener, shutdown: CancellationToken) -> Result<(), tonic::transport::Error> {
     let token = api.config.api_token.clone();
+    let api_tracer = api.config.tracer.clone();
     let svc = DaprServer::with_interceptor(GrpcApi { api }, token_check(token));
     // The builder's tcp_nodelay only applies to listeners tonic binds itself; small unary answers
     // must not wait for Nagle + delayed ACK, so set it on every accepted connection.
@@ -93,7 +94,9 @@ pub async fn serve(api: Arc<Api>, listener: TcpListener, shutdown: CancellationT
         }
         conn
     });
+    let traced = crate::tracer::GrpcTraceLayer(api_tracer);
     tonic::transport::Server::builder()
+        .layer(traced)
         .add_service(svc)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await

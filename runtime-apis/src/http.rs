@@ -128,7 +128,14 @@ async fn observe(State(api): Shared, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
     let method = req.method().clone();
     let start = Instant::now();
+    let span = match (&api.config.tracer, &route) {
+        (Some(t), Some(route)) => t.start("http", route_labels(&method, route).1, req.headers()),
+        _ => None,
+    };
     let resp = next.run(req).await;
+    if let Some(span) = span {
+        span.end(resp.status().as_str());
+    }
     if let Some(route) = route {
         let (block, name) = route_labels(&method, &route);
         api.metrics.observe("http", block, name, resp.status().as_str(), start.elapsed());

@@ -13,11 +13,13 @@ mod http;
 mod invoke;
 mod metrics;
 mod runtime;
+mod tracer;
 
 pub use config::{AppProtocol, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR, RuntimeConfig};
 pub use error::Error;
 pub use invoke::{InvokeError, InvokeRequest, InvokeResponse, LoopbackInvoker, ServiceInvoker};
 pub use runtime::Runtime;
+pub use tracer::{CallSpan, CallTracer};
 
 /// The version GetMetadata reports.
 pub const RUNTIME_VERSION: &str = concat!("oxidecar-", env!("CARGO_PKG_VERSION"));

@@ -5,6 +5,7 @@
 pub mod grpc;
 pub mod harness;
 pub mod mtls;
+pub mod otlp;
 pub mod pods;
 pub mod upstream;
 

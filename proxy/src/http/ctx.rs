@@ -55,6 +55,8 @@ pub struct RequestCtx {
     /// The upstream peer's verified identity, when the attempt went over mesh mTLS.
     pub(super) upstream_identity: Option<Arc<str>>,
     pub(super) upstream_tls: bool,
+    /// This hop's place in the request's trace.
+    pub(super) hop: Option<crate::trace::Hop>,
 }
 
 /// A request counted against its cluster's `max_requests` until dropped.

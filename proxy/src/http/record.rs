@@ -35,6 +35,7 @@ impl MeshHttp {
             ClusterKind::Static => ctx.tried.last().map(|i| c.endpoints[*i].address.to_string()),
         });
         let traceparent = header(session, "traceparent");
+        let trace_id = ctx.hop.as_ref().map(|h| h.trace_id_hex());
         let entry = Entry {
             start_time: start_time(ctx.start.elapsed()),
             kind: "http",
@@ -60,7 +61,7 @@ impl MeshHttp {
             x_forwarded_for: header(session, "x-forwarded-for"),
             user_agent: header(session, "user-agent"),
             request_id: header(session, "x-request-id"),
-            trace_id: traceparent.and_then(|t| t.split('-').nth(1)),
+            trace_id: trace_id.as_deref(),
             traceparent,
             lane: ctx.lane.as_deref(),
             served_lane: outcome.served_lane,

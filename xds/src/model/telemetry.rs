@@ -121,7 +121,7 @@ fn default_sampling() -> f64 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Otlp {
-    /// `http://host:4317`.
+    /// `http://host:4317` (plaintext gRPC).
     pub endpoint: String,
     #[serde(default = "default_otlp_timeout", with = "humantime_serde")]
     pub timeout: Duration,
@@ -186,9 +186,9 @@ impl Telemetry {
             out.push(("telemetry.tracing.sampling".into(), format!("{s} is not a percentage (0-100)")));
         }
         if let Some(o) = &self.tracing.otlp {
-            let ok = o.endpoint.strip_prefix("http://").or_else(|| o.endpoint.strip_prefix("https://")).is_some_and(|r| !r.is_empty());
-            if !ok {
-                out.push(("telemetry.tracing.otlp.endpoint".into(), format!("{:?} is not an http:// or https:// URL", o.endpoint)));
+            // Collectors in a mesh listen in plaintext on 4317 (the sidecar's mTLS wraps them).
+            if o.endpoint.strip_prefix("http://").is_none_or(|r| r.is_empty()) {
+                out.push(("telemetry.tracing.otlp.endpoint".into(), format!("{:?} is not an http:// URL", o.endpoint)));
             }
             if o.timeout.is_zero() {
                 out.push(("telemetry.tracing.otlp.timeout".into(), "must be greater than 0".into()));
@@ -296,7 +296,7 @@ mod tests {
                 "telemetry.metrics.drop_labels[2]: \"reporter\" is not a droppable Istio metric label",
                 "telemetry.metrics.max_label_values: must be greater than 0",
                 "telemetry.tracing.sampling: 150 is not a percentage (0-100)",
-                "telemetry.tracing.otlp.endpoint: \"collector:4317\" is not an http:// or https:// URL",
+                "telemetry.tracing.otlp.endpoint: \"collector:4317\" is not an http:// URL",
                 "telemetry.tracing.otlp.timeout: must be greater than 0",
             ]
         );
