@@ -206,8 +206,17 @@ pub struct TcpLog<'a> {
 }
 
 impl TcpLog<'_> {
-    /// Logs the connection once it closed: `bytes` = (received from, sent to) the downstream.
-    pub fn write(&self, shared: &crate::shared::Shared, tables: &crate::tables::Tables, upstream: Option<std::net::SocketAddr>, flags: &str, bytes: (u64, u64)) {
+    /// Logs the connection once it closed: `bytes` = (received from, sent to) the downstream;
+    /// `principals` = the verified (downstream, upstream) peer identities under mTLS.
+    pub fn write(
+        &self,
+        shared: &crate::shared::Shared,
+        tables: &crate::tables::Tables,
+        upstream: Option<std::net::SocketAddr>,
+        flags: &str,
+        bytes: (u64, u64),
+        principals: (Option<&str>, Option<&str>),
+    ) {
         let settings = &tables.snapshot.telemetry.access_log;
         if settings.format == AccessLogFormat::Off {
             return;
@@ -228,6 +237,8 @@ impl TcpLog<'_> {
             bytes_received: bytes.0,
             bytes_sent: bytes.1,
             downstream_remote_address: self.downstream.map(|a| a.to_string()),
+            downstream_peer_principal: principals.0,
+            upstream_peer_principal: principals.1,
             ..Entry::default()
         };
         shared.access_log.log(settings, &entry);

@@ -146,7 +146,7 @@ pub async fn proxy(
     let Some(Connected { stream: upstream, addr, .. }) = upstream else {
         tracing::info!(listener, cluster = %cluster.name, "no upstream connection for TCP; closing (UF)");
         m.tcp_closed.with_label_values(&labels).inc();
-        log.write(shared, tables, None, flags, (0, 0));
+        log.write(shared, tables, None, flags, (0, 0), (conn.peer_identity.as_deref(), None));
         return;
     };
     tracing::debug!(listener, chain = %chain.name, cluster = %cluster.name, upstream = %addr, "tcp proxying");
@@ -160,7 +160,7 @@ pub async fn proxy(
         tracing::debug!(listener, error = %e, "tcp connection ended with an error");
     }
     m.tcp_closed.with_label_values(&labels).inc();
-    log.write(shared, tables, Some(addr), flags, (rx, tx));
+    log.write(shared, tables, Some(addr), flags, (rx, tx), (conn.peer_identity.as_deref(), up_identity.as_deref()));
 }
 
 /// Copies one direction until EOF (then half-closes the other side), counting bytes as they pass.

@@ -155,3 +155,46 @@ clusters:
     assert!(text_line.contains("\"GET /z HTTP/1.1\" 404 NR 0 "), "{text_line}");
     assert!(text_line.contains("\"unknown\""), "authority in quotes: {text_line}");
 }
+
+#[tokio::test]
+async fn mtls_peers_appear_as_principals_on_both_sides() {
+    use oxidecar_tests::mtls::{DevCa, identity_yaml, spiffe};
+    let ca = DevCa::new("accesslog").await;
+    ca.mint(&["default/productpage", "default/reviews"], &[]).await;
+    let ident = |w: &str| identity_yaml(&ca.workload_dir(w), &ca.root());
+    let app = http_upstream("reviews-app").await;
+    let dir = TempDir::new("accesslog-mtls");
+    let (server_log, client_log) = (dir.0.join("server.log"), dir.0.join("client.log"));
+    let (inbound, outbound) = (free_port(), free_port());
+    let server = format!(
+        "{}telemetry:\n  access_log: {{ format: json, path: {} }}\nlisteners:\n  - name: virtualInbound\n    address: 127.0.0.1:{inbound}\n    direction: inbound\n    filter_chains:\n      - match: {{ transport_protocol: tls }}\n        tls: {{}}\n        http: {{ route_config: in }}\nroute_configs:\n  - name: in\n    virtual_hosts:\n{}clusters:\n  - {{ name: app, endpoints: [{{ address: 127.0.0.1:{} }}] }}\n",
+        ident("default/reviews"),
+        server_log.display(),
+        catch_all("cluster: app"),
+        app.port()
+    );
+    let _s = Proxy::start(AdminPorts::new(), &server).await;
+    let client = format!(
+        "{}telemetry:\n  access_log: {{ format: json, path: {} }}\n{}",
+        ident("default/productpage"),
+        client_log.display(),
+        http_config(
+            outbound,
+            &catch_all("cluster: reviews"),
+            &format!(
+                "  - name: reviews\n    tls: {{ mode: istio_mutual, subject_alt_names: [\"{}\"] }}\n    endpoints: [{{ address: 127.0.0.1:{inbound} }}]\n",
+                spiffe("default/reviews")
+            )
+        )
+    );
+    let _c = Proxy::start(AdminPorts::new(), &client).await;
+    let r = send(&http1_client(), "GET", &format!("http://127.0.0.1:{outbound}/"), &[("host", "reviews")], "").await.expect("request");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let s: serde_json::Value = serde_json::from_str(&lines(&server_log, 1).await[0]).expect("json");
+    let c: serde_json::Value = serde_json::from_str(&lines(&client_log, 1).await[0]).expect("json");
+    assert_eq!(s["downstream_peer_principal"], spiffe("default/productpage"), "{s}");
+    assert_eq!(c["upstream_peer_principal"], spiffe("default/reviews"), "{c}");
+    assert_eq!(c["downstream_peer_principal"], serde_json::Value::Null, "the app's plaintext connection has no identity");
+    assert_eq!(s["request_id"], c["request_id"], "one request id on both sides");
+    assert_eq!(s["trace_id"], c["trace_id"], "one trace on both sides");
+}

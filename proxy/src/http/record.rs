@@ -65,8 +65,8 @@ impl MeshHttp {
             traceparent,
             lane: ctx.lane.as_deref(),
             served_lane: outcome.served_lane,
-            downstream_peer_principal: None,
-            upstream_peer_principal: None,
+            downstream_peer_principal: ctx.conn.as_ref().and_then(|c| c.peer_identity.as_deref()),
+            upstream_peer_principal: ctx.upstream_identity.as_deref(),
             retries: ctx.retries,
         };
         self.shared.access_log.log(settings, &entry);
