@@ -1,6 +1,10 @@
 //! Configuration building block: read items and get notified when they change.
 
+pub mod conformance;
 pub mod in_memory;
+#[cfg(feature = "redis")]
+pub mod redis;
+pub mod watch;
 
 use std::collections::HashMap;
 
@@ -29,8 +33,9 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// Reads the given keys (all keys when empty); missing keys are left out.
     async fn get(&self, keys: &[String]) -> Result<HashMap<String, ConfigItem>, ComponentError>;
 
-    /// Subscribes to changes of the given keys (all keys when empty).
-    async fn subscribe(&self, keys: Vec<String>) -> Result<ConfigSubscription, ComponentError>;
+    /// Subscribes to changes of the given keys (all keys when empty). `metadata` is the request's
+    /// (e.g. `pgNotifyChannel` for PostgreSQL).
+    async fn subscribe(&self, keys: Vec<String>, metadata: &HashMap<String, String>) -> Result<ConfigSubscription, ComponentError>;
 
     /// Ends a subscription; `false` when the id is unknown.
     async fn unsubscribe(&self, id: &str) -> Result<bool, ComponentError>;

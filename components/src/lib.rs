@@ -5,6 +5,7 @@
 pub mod bindings;
 pub mod catalog;
 pub mod configuration;
+pub mod conformance;
 pub mod defaults;
 pub mod error;
 pub mod loader;
@@ -15,6 +16,7 @@ pub mod pubsub;
 pub mod redis_conn;
 pub mod registry;
 pub mod secretstores;
+pub mod sequencer;
 pub mod state;
 pub mod subscription;
 

@@ -1,7 +1,10 @@
 //! Distributed lock building block: a lease on a resource held by an owner until expiry or unlock.
 
+pub mod conformance;
 pub mod in_memory;
 pub mod prefix;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::time::Duration;
 

@@ -8,6 +8,7 @@ use crate::configuration::{ConfigStore, in_memory::InMemoryConfigStore};
 use crate::lock::{LockStore, in_memory::InMemoryLockStore};
 use crate::metadata::{Metadata, MetadataError};
 use crate::pubsub::{PubSub, in_memory::InMemoryPubSub};
+use crate::sequencer::{Sequencer, in_memory::InMemorySequencer};
 use crate::secretstores::{SecretStore, local_env::LocalEnvSecretStore, local_file::LocalFileSecretStore};
 use crate::state::{StateStore, in_memory::InMemoryStateStore};
 
@@ -19,6 +20,7 @@ pub enum Component {
     Configuration(Arc<dyn ConfigStore>),
     Lock(Arc<dyn LockStore>),
     SecretStore(Arc<dyn SecretStore>),
+    Sequencer(Arc<dyn Sequencer>),
     /// A binding may be input, output or both.
     Binding { input: Option<Arc<dyn InputBinding>>, output: Option<Arc<dyn OutputBinding>> },
 }
@@ -32,6 +34,7 @@ impl Component {
             Self::Configuration(_) => "configuration",
             Self::Lock(_) => "lock",
             Self::SecretStore(_) => "secretstores",
+            Self::Sequencer(_) => "sequencer",
             Self::Binding { .. } => "bindings",
         }
     }
@@ -44,6 +47,7 @@ impl Component {
             Self::Configuration(c) => c.close().await,
             Self::Lock(c) => c.close().await,
             Self::SecretStore(c) => c.close().await,
+            Self::Sequencer(c) => c.close().await,
             Self::Binding { input, output } => {
                 if let Some(i) = input {
                     i.close().await;
@@ -93,7 +97,16 @@ impl Registry {
         r.register("configuration.in-memory", |m| {
             Ok(Component::Configuration(Arc::new(InMemoryConfigStore::from_config(m)?)))
         });
+        #[cfg(feature = "redis")]
+        r.register("configuration.redis", |m| {
+            Ok(Component::Configuration(Arc::new(crate::configuration::redis::RedisConfigStore::from_config(m)?)))
+        });
         r.register("lock.in-memory", |m| Ok(Component::Lock(Arc::new(InMemoryLockStore::from_config(m)?))));
+        #[cfg(feature = "redis")]
+        r.register("lock.redis", |m| Ok(Component::Lock(Arc::new(crate::lock::redis::RedisLockStore::from_config(m)?))));
+        r.register("sequencer.in-memory", |m| Ok(Component::Sequencer(Arc::new(InMemorySequencer::from_config(m)?))));
+        #[cfg(feature = "redis")]
+        r.register("sequencer.redis", |m| Ok(Component::Sequencer(Arc::new(crate::sequencer::redis::RedisSequencer::from_config(m)?))));
         r.register("secretstores.local.file", |m| {
             Ok(Component::SecretStore(Arc::new(LocalFileSecretStore::from_config(m)?)))
         });

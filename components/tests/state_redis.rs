@@ -3,7 +3,6 @@
 //! `redis-server` on a free port).
 #![cfg(feature = "redis")]
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,12 +14,9 @@ use oxidecar_components::state::{SetRequest, StateStore, conformance};
 use oxidecar_components::{Component, ComponentError, Registry, load_resources};
 use redis::AsyncCommands;
 
-const REDIS: &str = "127.0.0.1:6379";
+mod support;
 
-fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{tag}-{}-{nanos}", std::process::id())
-}
+use support::{REDIS, ResourcesDir, unique};
 
 fn store(host: &str, timeout: &str) -> RedisStateStore {
     let m = Metadata::new([("redisHost".to_string(), host.to_string()), ("timeout".to_string(), timeout.to_string())].into());
@@ -30,24 +26,6 @@ fn store(host: &str, timeout: &str) -> RedisStateStore {
 async fn direct() -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(format!("redis://{REDIS}")).expect("client");
     client.get_multiplexed_async_connection().await.expect("Redis must run on 127.0.0.1:6379")
-}
-
-/// A resources dir with one file; removed on drop.
-struct Resources(PathBuf);
-
-impl Resources {
-    fn new(yaml: &str) -> Self {
-        let dir = std::env::temp_dir().join(unique("oxidecar-redis-res"));
-        std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(dir.join("components.yaml"), yaml).expect("yaml");
-        Self(dir)
-    }
-}
-
-impl Drop for Resources {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn state_store(c: &Component) -> Arc<dyn StateStore> {
@@ -71,7 +49,7 @@ async fn dapr_key_and_hash_layout_both_ways() {
     let yaml = format!(
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {{name: rstore}}\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - {{name: redisHost, value: '{REDIS}'}}\n  - {{name: redisPassword, value: ''}}\n  - {{name: actorStateStore, value: 'false'}}\n---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {{name: rshared}}\nspec:\n  type: state.redis\n  metadata:\n  - {{name: redisHost, value: '{REDIS}'}}\n  - {{name: keyPrefix, value: none}}\n"
     );
-    let res = Resources::new(&yaml);
+    let res = ResourcesDir::new(&yaml);
     let loaded = load_resources(std::slice::from_ref(&res.0), &app, &Registry::builtin()).await.expect("load");
     let s = state_store(&loaded.components[0].component);
     let mut r = direct().await;
@@ -97,10 +75,10 @@ async fn dapr_key_and_hash_layout_both_ways() {
 
 #[tokio::test]
 async fn bad_metadata_names_key_component_and_file() {
-    let res = Resources::new("kind: Component\nmetadata: {name: rbad}\nspec:\n  type: state.redis\n  metadata:\n  - {name: redisHost, value: '127.0.0.1:6379'}\n  - {name: redisHots, value: x}\n");
+    let res = ResourcesDir::new("kind: Component\nmetadata: {name: rbad}\nspec:\n  type: state.redis\n  metadata:\n  - {name: redisHost, value: '127.0.0.1:6379'}\n  - {name: redisHots, value: x}\n");
     let err = load_resources(std::slice::from_ref(&res.0), "app", &Registry::builtin()).await.expect_err("unknown key").to_string();
     assert!(err.contains("redisHots") && err.contains("rbad") && err.contains("components.yaml"), "{err}");
-    let res = Resources::new("kind: Component\nmetadata: {name: rtls}\nspec:\n  type: state.redis\n  metadata:\n  - {name: redisHost, value: '127.0.0.1:6379'}\n  - {name: enableTLS, value: 'true'}\n");
+    let res = ResourcesDir::new("kind: Component\nmetadata: {name: rtls}\nspec:\n  type: state.redis\n  metadata:\n  - {name: redisHost, value: '127.0.0.1:6379'}\n  - {name: enableTLS, value: 'true'}\n");
     let err = load_resources(std::slice::from_ref(&res.0), "app", &Registry::builtin()).await.expect_err("tls").to_string();
     assert!(err.contains("enableTLS") && err.contains("not supported") && err.contains("rtls"), "{err}");
 }
@@ -139,7 +117,7 @@ async fn eventually_ok(s: &RedisStateStore, deadline: Duration) -> Result<(), Co
 
 #[tokio::test]
 async fn backend_down_is_unavailable_within_the_timeout_and_reconnects() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = support::free_port();
     let host = format!("127.0.0.1:{port}");
     let s = store(&host, "500ms");
 

@@ -94,6 +94,8 @@ impl Api {
                     stores.secrets.insert(name.clone(), s.clone());
                     Vec::new()
                 }
+                // Dapr has no sequencer RPC; the component is listed by GetMetadata only.
+                Component::Sequencer(_) => Vec::new(),
                 Component::Binding { input, output } => {
                     let mut caps = Vec::new();
                     if let Some(i) = input {

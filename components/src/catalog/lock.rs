@@ -33,4 +33,4 @@ pub static REDIS: TypeInfo = TypeInfo {
 };
 
 /// Lock declarations.
-pub const ALL: &[&TypeInfo] = &[&IN_MEMORY];
+pub const ALL: &[&TypeInfo] = &[&IN_MEMORY, &REDIS];

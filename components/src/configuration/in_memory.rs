@@ -67,7 +67,7 @@ impl ConfigStore for InMemoryConfigStore {
         Ok(inner.items.iter().filter(|(k, _)| wanted(keys, k)).map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 
-    async fn subscribe(&self, keys: Vec<String>) -> Result<ConfigSubscription, ComponentError> {
+    async fn subscribe(&self, keys: Vec<String>, _metadata: &HashMap<String, String>) -> Result<ConfigSubscription, ComponentError> {
         let (tx, updates) = mpsc::channel(SUBSCRIBER_DEPTH);
         let id = format!("cfg-{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         self.lock().subscribers.insert(id.clone(), Subscriber { keys, tx });
@@ -113,7 +113,7 @@ mod tests {
         let s = InMemoryConfigStore::default();
         s.seed([("a".to_string(), "1".to_string())]);
         assert_eq!(s.get(&[]).await.unwrap()["a"].value, "1");
-        let mut sub = s.subscribe(vec!["a".into()]).await.unwrap();
+        let mut sub = s.subscribe(vec!["a".into()], &HashMap::new()).await.unwrap();
         s.set([("b".to_string(), "x".to_string())].into()).await.unwrap();
         s.set([("a".to_string(), "2".to_string())].into()).await.unwrap();
         let batch = sub.updates.recv().await.unwrap();
@@ -122,5 +122,13 @@ mod tests {
         assert!(s.unsubscribe(&sub.id).await.unwrap());
         assert!(!s.unsubscribe(&sub.id).await.unwrap());
         assert!(sub.updates.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn passes_the_configuration_conformance_suite() {
+        let s = InMemoryConfigStore::default();
+        if let Err(e) = crate::configuration::conformance::run(&s, "mem", &HashMap::new()).await {
+            panic!("configuration.in-memory conformance: {e}");
+        }
     }
 }

@@ -56,17 +56,14 @@ impl LockStore for InMemoryLockStore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[tokio::test]
-    async fn owner_expiry_and_unlock() {
-        let s = InMemoryLockStore::default();
-        assert!(s.try_lock("r", "a", Duration::from_secs(60)).await.unwrap());
-        assert!(!s.try_lock("r", "b", Duration::from_secs(60)).await.unwrap());
-        assert_eq!(s.unlock("r", "b").await.unwrap(), UnlockStatus::LockBelongsToOthers);
-        assert_eq!(s.unlock("r", "a").await.unwrap(), UnlockStatus::Success);
-        assert_eq!(s.unlock("r", "a").await.unwrap(), UnlockStatus::LockDoesNotExist);
-        assert!(s.try_lock("r", "b", Duration::ZERO).await.unwrap());
-        assert!(s.try_lock("r", "a", Duration::from_secs(60)).await.unwrap(), "expired lease is free");
+    async fn passes_the_lock_conformance_suite() {
+        if let Err(e) = crate::lock::conformance::run(Arc::new(InMemoryLockStore::default()), "mem").await {
+            panic!("lock.in-memory conformance: {e}");
+        }
     }
 }

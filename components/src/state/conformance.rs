@@ -8,16 +8,7 @@ use bytes::Bytes;
 
 use super::{Concurrency, DeleteRequest, SetRequest, StateFeature, StateStore, TTL_EXPIRE_TIME, TransactionOp};
 use crate::ComponentError;
-
-type Outcome = Result<(), String>;
-
-fn ensure(cond: bool, case: &str, detail: impl std::fmt::Debug) -> Outcome {
-    if cond { Ok(()) } else { Err(format!("{case}: {detail:?}")) }
-}
-
-fn ok<T>(case: &str, r: Result<T, ComponentError>) -> Result<T, String> {
-    r.map_err(|e| format!("{case}: unexpected error: {e}"))
-}
+use crate::conformance::{Outcome, ensure, ok};
 
 fn set(key: &str, value: &str) -> SetRequest {
     SetRequest { key: key.to_string(), value: Bytes::from(value.to_string()), ..Default::default() }

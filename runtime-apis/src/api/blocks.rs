@@ -26,9 +26,9 @@ impl Api {
     }
 
     /// Subscribes to configuration changes.
-    pub async fn subscribe_configuration(&self, store: &str, keys: Vec<String>) -> Result<ConfigSubscription, ApiError> {
+    pub async fn subscribe_configuration(&self, store: &str, keys: Vec<String>, metadata: &HashMap<String, String>) -> Result<ConfigSubscription, ApiError> {
         let s = find(&self.stores.configuration, store, "configuration store", CONFIG_NOT_FOUND)?;
-        s.subscribe(keys)
+        s.subscribe(keys, metadata)
             .await
             .map_err(|e| ApiError::component(e, "ERR_CONFIGURATION_SUBSCRIBE", format_args!("configuration store {store:?}: subscribe")))
     }

@@ -37,7 +37,7 @@ impl GrpcApi {
         req: Request<pb::SubscribeConfigurationRequest>,
     ) -> Result<Response<BoxStream<pb::SubscribeConfigurationResponse>>, Status> {
         let r = req.into_inner();
-        let mut sub = self.api.subscribe_configuration(&r.store_name, r.keys).await?;
+        let mut sub = self.api.subscribe_configuration(&r.store_name, r.keys, &r.metadata).await?;
         let (tx, rx) = mpsc::channel(16);
         let id = sub.id.clone();
         let first = pb::SubscribeConfigurationResponse { id: id.clone(), items: HashMap::new() };

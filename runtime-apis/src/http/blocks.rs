@@ -53,7 +53,7 @@ pub async fn subscribe_configuration(State(api): Shared, Path(store): Path<Strin
             format!("configuration store {store:?}: subscribing over HTTP needs an HTTP app (--app-port, --app-protocol http) to deliver changes to"),
         ));
     };
-    let mut sub = api.subscribe_configuration(&store, keys(q.as_deref())).await?;
+    let mut sub = api.subscribe_configuration(&store, keys(q.as_deref()), &super::query_metadata(q.as_deref())).await?;
     let id = sub.id.clone();
     let (api2, store2, id2) = (api.clone(), store.clone(), id.clone());
     api.tasks.spawn(
