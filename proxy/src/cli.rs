@@ -22,9 +22,15 @@ pub enum Command {
     /// listeners on 15001/15006, admin on 127.0.0.1:15000, metrics on 15090 and 15020, health on 15021).
     Run(Box<RunArgs>),
     /// Check a static config file; prints every error (file, path, value) and exits 2 if there is one.
+    /// With --envoy-config-dump, translate an Envoy admin config dump instead and report per
+    /// resource type what was accepted, ignored and rejected (exit 2 on rejections).
     Validate {
         /// The static YAML config file.
-        file: PathBuf,
+        #[arg(required_unless_present = "envoy_config_dump")]
+        file: Option<PathBuf>,
+        /// An Envoy `/config_dump` (JSON or YAML, as `istioctl proxy-config all -o json` prints).
+        #[arg(long, conflicts_with = "file")]
+        envoy_config_dump: Option<PathBuf>,
     },
     /// Wait until the sidecar is ready (exit 0) or the timeout passes (exit 1): a postStart hook
     /// that holds the app container until the proxy serves, like Istio's holdApplicationUntilProxyStarts.

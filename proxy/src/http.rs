@@ -267,7 +267,7 @@ impl ProxyHttp for MeshHttp {
                     return Err(Error::explain(ErrorType::HTTPStatus(503), NO_ORIGINAL_DST.reason));
                 }
             },
-            ClusterKind::Static => {
+            ClusterKind::Static | ClusterKind::Eds => {
                 // A retry prefers an endpoint not tried yet, but may reuse one when all were tried.
                 let lane = ctx.lane.as_deref();
                 let key = ctx.hash_key;
@@ -571,7 +571,7 @@ impl ProxyHttp for MeshHttp {
                 if status >= 500 {
                     cluster.endpoints[*i].stats.rq_error.fetch_add(1, Ordering::Relaxed);
                 }
-                if cluster.kind == ClusterKind::Static {
+                if matches!(cluster.kind, ClusterKind::Static | ClusterKind::Eds) {
                     cluster.record(*i, Outcome::Status(status));
                 }
             }

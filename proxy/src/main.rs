@@ -20,6 +20,7 @@ mod shared;
 mod tables;
 mod tcp;
 mod trace;
+mod validate;
 mod wait;
 mod tls;
 
@@ -45,7 +46,9 @@ fn main() -> ExitCode {
         }
         cli::Command::Wait(args) => wait::run(&args),
         cli::Command::Capture(args) => ExitCode::from(capture::run(&args)),
-        cli::Command::Validate { file } => match oxidecar_xds::load_file(&file) {
+        cli::Command::Validate { envoy_config_dump: Some(dump), .. } => validate::envoy_config_dump(&dump),
+        cli::Command::Validate { file: None, .. } => ExitCode::from(2),
+        cli::Command::Validate { file: Some(file), .. } => match oxidecar_xds::load_file(&file) {
             Ok(s) => {
                 println!(
                     "{}: valid ({} listeners, {} route configs, {} clusters)",

@@ -211,3 +211,10 @@ impl Snapshot {
         self.route_configs.iter().find(|r| r.name == name)
     }
 }
+
+impl Snapshot {
+    /// A snapshot with defaults and no listeners, routes or clusters.
+    pub fn empty() -> Snapshot {
+        crate::static_file::parse_str("{}").expect("the empty config is valid")
+    }
+}

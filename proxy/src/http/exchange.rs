@@ -40,7 +40,7 @@ impl MeshHttp {
     }
 
     fn to_mesh_cluster(ctx: &RequestCtx) -> bool {
-        matches!(&ctx.cluster, Some(Admitted(c)) if c.kind == ClusterKind::Static) && !ctx.to_app && !ctx.to_runtime
+        matches!(&ctx.cluster, Some(Admitted(c)) if matches!(c.kind, ClusterKind::Static | ClusterKind::Eds)) && !ctx.to_app && !ctx.to_runtime
     }
 
     /// Inbound: remember what the caller said about itself.

@@ -102,6 +102,9 @@ pub enum ClusterKind {
     /// Refuses everything, as Istio's `BlackHoleCluster` (outboundTrafficPolicy REGISTRY_ONLY):
     /// HTTP gets a 502 local reply, TCP connections are closed.
     Blackhole,
+    /// Endpoints delivered by the control plane (Envoy's EDS); the list may be empty while a
+    /// service has no ready instance (requests then get 503 `UH`).
+    Eds,
 }
 
 impl ClusterKind {
