@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use nix::sys::socket::{getsockopt, sockopt};
-use pingora::protocols::Stream;
+use pingora::protocols::{GetSocketDigest, Stream};
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 
@@ -46,6 +46,19 @@ pub fn record(stream: &Stream) {
     let original = read(l4.as_raw_fd(), local).map(|a| PingoraAddr::Inet(canonical(a)));
     // Already set means someone read it first; theirs stands.
     let _ = digest.original_dst.set(original);
+}
+
+/// The original destination [`record`] stored for `stream`, to carry over to a stream that wraps it.
+pub fn recorded(stream: &Stream) -> Option<PingoraAddr> {
+    stream.get_socket_digest()?.original_dst.get().cloned().flatten()
+}
+
+/// Gives a wrapping stream (e.g. terminated TLS, whose digest is new) the original destination
+/// recorded for the stream it wraps, so passthrough still knows where the connection was going.
+pub fn restore(stream: &L4Stream, original: Option<PingoraAddr>) {
+    if let Some(digest) = stream.get_socket_digest() {
+        let _ = digest.original_dst.set(original);
+    }
 }
 
 #[cfg(test)]

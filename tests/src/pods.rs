@@ -148,8 +148,16 @@ impl Net {
         let ns = format!("{}-{name}", self.id);
         let v4 = Ipv4Addr::new(self.v4[0], self.v4[1], self.v4[2], host);
         let v6 = Ipv6Addr::new(0xfd00, 0x6f78, u16::from(self.v4[1]), u16::from(self.v4[2]), 0, 0, 0, u16::from(host));
-        let pod = Pod { name: name.to_owned(), ns: ns.clone(), ip: v4, ip6: v6, children: Mutex::new(Vec::new()), dir: TempDir::new(&format!("pod-{name}")) };
         let port = format!("v{host}");
+        let pod = Pod {
+            name: name.to_owned(),
+            ns: ns.clone(),
+            ip: v4,
+            ip6: v6,
+            veth: port.clone(),
+            children: Mutex::new(Vec::new()),
+            dir: TempDir::new(&format!("pod-{name}")),
+        };
         ip(&["netns", "add", &ns]);
         ip(&["-n", &ns, "link", "set", "lo", "up"]);
         ip(&["-n", &self.bridge, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
@@ -164,6 +172,60 @@ impl Net {
     /// The bridge namespace (tcpdump there sees every packet between pods).
     pub fn bridge_ns(&self) -> &str {
         &self.bridge
+    }
+
+    /// Starts tcpdump in the bridge namespace on `pod`'s veth: every packet to and from the pod
+    /// that matches `filter` (pcap filter syntax), as it crosses the wire.
+    pub async fn capture(&self, pod: &Pod, filter: &str) -> PacketCapture {
+        let dir = TempDir::new(&format!("pcap-{}", pod.name));
+        let file = dir.0.join("wire.pcap");
+        let log_path = dir.0.join("tcpdump.log");
+        let log = std::fs::File::create(&log_path).expect("tcpdump log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.bridge, "tcpdump", "-i", &pod.veth, "--immediate-mode", "-U", "-n", "-s", "0", "-w"])
+            .arg(&file)
+            .args(filter.split_whitespace())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tcpdump (Debian package tcpdump)");
+        let listening = eventually(Duration::from_secs(10), || async {
+            std::fs::read_to_string(&log_path).unwrap_or_default().contains("listening on").then_some(())
+        })
+        .await;
+        assert!(listening.is_some(), "tcpdump did not start: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
+        PacketCapture { child, file, log: log_path, _dir: dir }
+    }
+}
+
+/// A running tcpdump; [`PacketCapture::finish`] stops it and returns what it saw.
+pub struct PacketCapture {
+    child: Child,
+    file: PathBuf,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl PacketCapture {
+    /// Stops the capture (SIGINT, so tcpdump flushes) and returns the pcap file's bytes and
+    /// tcpdump's own report (packets captured, dropped).
+    pub async fn finish(mut self) -> (Vec<u8>, String) {
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let child = &mut self.child;
+        eventually(Duration::from_secs(5), || {
+            let done = child.try_wait().ok().flatten().map(|_| ());
+            async move { done }
+        })
+        .await;
+        (std::fs::read(&self.file).unwrap_or_default(), std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+}
+
+impl Drop for PacketCapture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -185,6 +247,8 @@ pub struct Pod {
     pub ns: String,
     pub ip: Ipv4Addr,
     pub ip6: Ipv6Addr,
+    /// The pod's veth end on the bridge (in the bridge namespace).
+    pub veth: String,
     children: Mutex<Vec<(String, Child)>>,
     dir: TempDir,
 }
@@ -283,6 +347,23 @@ impl Pod {
         })
         .await;
         assert!(ready.is_some(), "sidecar in pod {} did not become ready; its log:\n{}", self.name, self.log("sidecar"));
+    }
+
+    /// Copies `workload`'s certificate, key and the CA root from `ca` into the pod, readable by the
+    /// sidecar's uid only, and returns the config's `identity:` line for them.
+    pub fn install_identity(&self, ca: &crate::mtls::DevCa, workload: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let certs = self.dir().join("certs");
+        std::fs::create_dir_all(&certs).expect("certs dir");
+        let from = ca.workload_dir(workload);
+        for (src, name) in [(from.join("cert-chain.pem"), "cert-chain.pem"), (from.join("key.pem"), "key.pem"), (ca.root(), "root-cert.pem")] {
+            let dst = certs.join(name);
+            std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+            std::os::unix::fs::chown(&dst, Some(PROXY_UID), Some(PROXY_UID)).expect("chown certificate");
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o600)).expect("chmod certificate");
+        }
+        std::os::unix::fs::chown(&certs, Some(PROXY_UID), Some(PROXY_UID)).expect("chown certs dir");
+        crate::mtls::identity_yaml(&certs, &certs.join("root-cert.pem"))
     }
 
     /// Rewrites the sidecar's config file (it reloads on change).

@@ -5,8 +5,13 @@
 
 use std::time::Duration;
 
+use oxidecar_tests::mtls::{DevCa, spiffe};
 use oxidecar_tests::pods::{Net, Pod};
 use oxidecar_tests::{eventually, metric_sum};
+
+/// The workloads' identities (namespace/service account) when the mesh runs mTLS.
+const A_IDENTITY: &str = "pods/a";
+const B_IDENTITY: &str = "pods/b";
 
 const HTTP_PORT: u16 = 8080;
 const GRPC_PORT: u16 = 50051;
@@ -24,16 +29,43 @@ enum Policy {
     RegistryOnly,
 }
 
+/// Mesh mTLS for a sidecar: its identity (the config's `identity:` line) and its inbound mode.
+struct Mtls {
+    identity: String,
+    permissive: bool,
+}
+
 /// A sidecar config: mesh services of pod `b` (HTTP, gRPC, redis, a server-first banner), the
 /// outbound default for everything else, and inbound to the app on localhost.
 fn sidecar_config(workload: &str, b: &Pod, policy: Policy) -> String {
+    sidecar_config_with(workload, b, policy, None)
+}
+
+/// [`sidecar_config`], with mesh mTLS when `mtls` is given: B's services are `istio_mutual`
+/// clusters expecting B's SPIFFE ID, and the inbound listener terminates mTLS (and, PERMISSIVE,
+/// also takes plaintext).
+fn sidecar_config_with(workload: &str, b: &Pod, policy: Policy, mtls: Option<&Mtls>) -> String {
     let unknown = match policy {
         Policy::AllowAny => "PassthroughCluster",
         Policy::RegistryOnly => "BlackHoleCluster",
     };
     let b_ip = b.ip;
+    let plaintext_inbound = r#"      - { name: inbound-http, match: { transport_protocol: raw_buffer }, http: { route_config: inbound } }
+      - { name: inbound-tcp, match: { transport_protocol: raw_buffer }, tcp: { cluster: InboundPassthroughCluster } }
+"#;
+    let (identity, tls, inbound) = match mtls {
+        None => (String::new(), String::new(), plaintext_inbound.replace("match: { transport_protocol: raw_buffer }, ", "")),
+        Some(m) => (
+            m.identity.clone(),
+            format!(", tls: {{ mode: istio_mutual, subject_alt_names: [\"{}\"] }}", spiffe(B_IDENTITY)),
+            format!(
+                "      - {{ name: inbound-mtls-tcp, match: {{ transport_protocol: tls, application_protocols: [istio-peer-exchange, istio] }}, tls: {{}}, tcp: {{ cluster: InboundPassthroughCluster }} }}\n      - {{ name: inbound-mtls-http, match: {{ transport_protocol: tls }}, tls: {{}}, http: {{ route_config: inbound }} }}\n{}",
+                if m.permissive { plaintext_inbound } else { "" }
+            ),
+        ),
+    };
     format!(
-        r#"node: {{ workload: {workload}, namespace: pods }}
+        r#"{identity}node: {{ workload: {workload}, namespace: pods }}
 listeners:
   - name: virtualOutbound
     address: "[::]:15001"
@@ -47,9 +79,7 @@ listeners:
     address: "[::]:15006"
     direction: inbound
     filter_chains:
-      - {{ name: inbound-http, http: {{ route_config: inbound }} }}
-      - {{ name: inbound-tcp, tcp: {{ cluster: InboundPassthroughCluster }} }}
-route_configs:
+{inbound}route_configs:
   - name: outbound
     virtual_hosts:
       - name: b
@@ -67,10 +97,10 @@ route_configs:
         domains: ["*"]
         routes: [{{ match: {{ prefix: "/" }}, route: {{ cluster: InboundPassthroughCluster }} }}]
 clusters:
-  - {{ name: b-http, service: b.pods.svc.cluster.local, endpoints: [{{ address: "{b_ip}:{HTTP_PORT}" }}] }}
-  - {{ name: b-grpc, service: b.pods.svc.cluster.local, protocol: h2, endpoints: [{{ address: "{b_ip}:{GRPC_PORT}" }}] }}
-  - {{ name: redis-b, service: redis.pods.svc.cluster.local, endpoints: [{{ address: "{b_ip}:{REDIS_PORT}" }}] }}
-  - {{ name: banner-b, service: banner.pods.svc.cluster.local, endpoints: [{{ address: "{b_ip}:{BANNER_PORT}" }}] }}
+  - {{ name: b-http, service: b.pods.svc.cluster.local, endpoints: [{{ address: "{b_ip}:{HTTP_PORT}" }}]{tls} }}
+  - {{ name: b-grpc, service: b.pods.svc.cluster.local, protocol: h2, endpoints: [{{ address: "{b_ip}:{GRPC_PORT}" }}]{tls} }}
+  - {{ name: redis-b, service: redis.pods.svc.cluster.local, endpoints: [{{ address: "{b_ip}:{REDIS_PORT}" }}]{tls} }}
+  - {{ name: banner-b, service: banner.pods.svc.cluster.local, endpoints: [{{ address: "{b_ip}:{BANNER_PORT}" }}]{tls} }}
   - {{ name: PassthroughCluster, type: original_dst }}
   - {{ name: BlackHoleCluster, type: blackhole }}
   - {{ name: InboundPassthroughCluster, type: original_dst_loopback }}
@@ -127,7 +157,9 @@ struct Mesh {
     a: Pod,
     b: Pod,
     c: Pod,
-    _net: Net,
+    /// B's `identity:` line when the mesh runs mTLS.
+    b_identity: String,
+    net: Net,
 }
 
 async fn mesh(policy: Policy) -> Mesh {
@@ -136,6 +168,16 @@ async fn mesh(policy: Policy) -> Mesh {
 
 /// [`mesh`] with extra `oxidecar capture` flags for both sidecars.
 async fn mesh_with_capture(policy: Policy, capture: &[&str]) -> Mesh {
+    build_mesh(policy, capture, None).await
+}
+
+/// [`mesh`] with mesh mTLS: A and B hold identities `pods/a` and `pods/b` from one dev CA; B's
+/// inbound is STRICT, or PERMISSIVE when `permissive`.
+async fn mtls_mesh(permissive: bool) -> Mesh {
+    build_mesh(Policy::AllowAny, &[], Some(permissive)).await
+}
+
+async fn build_mesh(policy: Policy, capture: &[&str], mtls: Option<bool>) -> Mesh {
     let net = Net::new();
     let (a, b, c) = (net.pod("a"), net.pod("b"), net.pod("c"));
     start_apps_of_b(&b).await;
@@ -143,11 +185,19 @@ async fn mesh_with_capture(policy: Policy, capture: &[&str]) -> Mesh {
     let c_dir = c.dir().to_string_lossy().into_owned();
     c.spawn("http", &["python3", "-m", "http.server", &OUTSIDE_PORT.to_string(), "--bind", "0.0.0.0", "--directory", &c_dir]);
     c.spawn("redis", &["redis-server", "--port", &OUTSIDE_REDIS_PORT.to_string(), "--bind", "0.0.0.0", "--protected-mode", "no", "--save", "", "--appendonly", "no"]);
-    b.sidecar(&sidecar_config("pod-b", &b, Policy::AllowAny), &["--app-id", "b", "--app-port", &HTTP_PORT.to_string()], capture).await;
-    a.sidecar(&sidecar_config("pod-a", &b, policy), &["--app-id", "a"], capture).await;
+    let (mut a_mtls, mut b_mtls) = (None, None);
+    if let Some(permissive) = mtls {
+        let ca = DevCa::new("pods").await;
+        ca.mint(&[A_IDENTITY, B_IDENTITY], &[]).await;
+        a_mtls = Some(Mtls { identity: a.install_identity(&ca, A_IDENTITY), permissive: false });
+        b_mtls = Some(Mtls { identity: b.install_identity(&ca, B_IDENTITY), permissive });
+    }
+    let b_config = sidecar_config_with("pod-b", &b, Policy::AllowAny, b_mtls.as_ref());
+    b.sidecar(&b_config, &["--app-id", "b", "--app-port", &HTTP_PORT.to_string()], capture).await;
+    a.sidecar(&sidecar_config_with("pod-a", &b, policy, a_mtls.as_ref()), &["--app-id", "a"], capture).await;
     c.wait_listening(OUTSIDE_PORT).await;
     c.wait_listening(OUTSIDE_REDIS_PORT).await;
-    Mesh { a, b, c, _net: net }
+    Mesh { a, b, c, b_identity: b_mtls.map(|m| m.identity).unwrap_or_default(), net }
 }
 
 fn url(pod: &Pod, port: u16, path: &str) -> String {
@@ -361,4 +411,69 @@ async fn the_iptables_fallback_captures_the_same_way() {
         let left = m.a.exec(&[tool, "-t", "nat"]).await.stdout;
         assert!(!left.contains("OXIDECAR"), "{tool}: {left}");
     }
+}
+
+/// Whether `pcap` holds a TLS handshake record of `kind` (1 ClientHello, 2 ServerHello).
+fn has_tls_handshake(pcap: &[u8], kind: u8) -> bool {
+    pcap.windows(6).any(|w| w[0] == 0x16 && w[1] == 0x03 && w[2] <= 0x04 && w[5] == kind)
+}
+
+fn has(pcap: &[u8], text: &str) -> bool {
+    pcap.windows(text.len()).any(|w| w == text.as_bytes())
+}
+
+/// A's curl to B crosses the wire as mutual TLS between the two sidecars: the veth sees a TLS
+/// handshake and none of the HTTP, and B's inbound reports A's SPIFFE identity.
+#[tokio::test]
+async fn mtls_on_the_wire_between_the_pods_sidecars() {
+    let m = mtls_mesh(false).await;
+    let wire = m.net.capture(&m.b, &format!("tcp port {HTTP_PORT} or tcp port {REDIS_PORT}")).await;
+    assert_eq!(m.a.curl(&url(&m.b, HTTP_PORT, "/hello"), &[]).await, (200, "hello from pod-b\n".to_owned()));
+    let redis = m.a.exec(&["redis-cli", "-h", &m.b.ip.to_string(), "-p", &REDIS_PORT.to_string(), "PING"]).await;
+    assert_eq!(redis.stdout.trim(), "PONG", "{redis:?}");
+    let (pcap, report) = wire.finish().await;
+    assert!(has_tls_handshake(&pcap, 1) && has_tls_handshake(&pcap, 2), "no TLS handshake seen on B's veth ({} bytes captured): {report}", pcap.len());
+    for plaintext in ["GET /hello", "hello from pod-b", "PING", "PONG"] {
+        assert!(!has(&pcap, plaintext), "{plaintext:?} crossed the wire in clear text");
+    }
+
+    let b = m.b.metrics().await;
+    let from_a = [("reporter", "destination"), ("source_principal", &*spiffe(A_IDENTITY)), ("connection_security_policy", "mutual_tls")];
+    assert_eq!(metric_sum(&b, "istio_requests_total", &[from_a[0], from_a[1], from_a[2], ("response_code", "200")]), 1.0, "{b}");
+    assert_eq!(metric_sum(&b, "istio_tcp_connections_opened_total", &from_a), 1.0, "{b}");
+    let a = m.a.metrics().await;
+    assert_eq!(metric_sum(&a, "istio_requests_total", &[("reporter", "source"), ("destination_principal", &*spiffe(B_IDENTITY))]), 1.0, "{a}");
+}
+
+/// A pod without a sidecar (C) sends plaintext: B's STRICT inbound refuses it, PERMISSIVE takes
+/// it (and still takes A's mTLS).
+#[tokio::test]
+async fn strict_refuses_a_pod_without_sidecar_and_permissive_accepts_it() {
+    let m = mtls_mesh(false).await;
+    let hello = url(&m.b, HTTP_PORT, "/hello");
+    let (status, body) = m.c.curl(&hello, &[]).await;
+    assert_eq!(status, 0, "STRICT answered plaintext: {body}");
+    let redis = m.c.exec(&["redis-cli", "-h", &m.b.ip.to_string(), "-p", &REDIS_PORT.to_string(), "PING"]).await;
+    assert!(!redis.stdout.contains("PONG"), "STRICT passed plaintext TCP: {redis:?}");
+    assert_eq!(m.a.curl(&hello, &[]).await.0, 200, "A's mTLS still works");
+    let http_log = m.b.log("http4");
+    assert_eq!(http_log.matches("GET /hello").count(), 1, "only A's request reached the app: {http_log}");
+
+    let permissive = Mtls { identity: m.b_identity.clone(), permissive: true };
+    m.b.rewrite_sidecar_config(&sidecar_config_with("pod-b", &m.b, Policy::AllowAny, Some(&permissive)));
+    let accepted = eventually(Duration::from_secs(10), || async { (m.c.curl(&hello, &[]).await.0 == 200).then_some(()) }).await;
+    assert!(accepted.is_some(), "PERMISSIVE takes plaintext from a pod without a sidecar");
+    // The wire check of the mTLS test does see plaintext when there is some.
+    let wire = m.net.capture(&m.b, &format!("tcp port {HTTP_PORT}")).await;
+    assert_eq!(m.c.curl(&hello, &[]).await.0, 200);
+    let (pcap, report) = wire.finish().await;
+    assert!(has(&pcap, "GET /hello") && has(&pcap, "hello from pod-b") && !has_tls_handshake(&pcap, 1), "{report}");
+    let redis = m.c.exec(&["redis-cli", "-h", &m.b.ip.to_string(), "-p", &REDIS_PORT.to_string(), "PING"]).await;
+    assert_eq!(redis.stdout.trim(), "PONG", "{redis:?}");
+    assert_eq!(m.a.curl(&hello, &[]).await.0, 200);
+    let b = m.b.metrics().await;
+    let plaintext = [("reporter", "destination"), ("connection_security_policy", "none"), ("source_principal", "unknown"), ("response_code", "200")];
+    assert!(metric_sum(&b, "istio_requests_total", &plaintext) >= 1.0, "{b}");
+    let mutual = [("reporter", "destination"), ("connection_security_policy", "mutual_tls"), ("source_principal", &*spiffe(A_IDENTITY))];
+    assert_eq!(metric_sum(&b, "istio_requests_total", &mutual), 2.0, "{b}");
 }

@@ -74,6 +74,7 @@ pub async fn terminate(
 ) -> Result<pingora::protocols::l4::stream::Stream, String> {
     let config = tls.server_config(require_client_cert, alpn)?;
     let fd = stream.id();
+    let original = crate::original_dst::recorded(&stream);
     let handshake = tokio_rustls::TlsAcceptor::from(config).accept(stream);
     let accepted = match tokio::time::timeout(timeout, handshake).await {
         Ok(Ok(s)) => s,
@@ -93,7 +94,9 @@ pub async fn terminate(
     let peer_identity = conn.peer_certificates().and_then(|c| c.first()).and_then(|leaf| peer_spiffe_id(leaf)).map(Arc::from);
     let sni = conn.server_name().map(Arc::from);
     let info = ConnInfo { chain: Some(chain), peer_identity, tls: true, sni, resumed };
-    Ok(into_stream(accepted, Some(fd), info))
+    let stream = into_stream(accepted, Some(fd), info);
+    crate::original_dst::restore(&stream, original);
+    Ok(stream)
 }
 
 #[cfg(test)]
