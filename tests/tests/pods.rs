@@ -83,7 +83,7 @@ listeners:
   - name: outbound
     virtual_hosts:
       - name: b
-        domains: ["b", "b:{HTTP_PORT}", "{b_ip}", "{b_ip}:{HTTP_PORT}"]
+        domains: ["b", "b:{HTTP_PORT}", "{b_ip}:{HTTP_PORT}"]
         routes: [{{ match: {{ prefix: "/" }}, route: {{ cluster: b-http }} }}]
       - name: b-grpc
         domains: ["b:{GRPC_PORT}", "{b_ip}:{GRPC_PORT}"]
@@ -476,4 +476,32 @@ async fn strict_refuses_a_pod_without_sidecar_and_permissive_accepts_it() {
     assert!(metric_sum(&b, "istio_requests_total", &plaintext) >= 1.0, "{b}");
     let mutual = [("reporter", "destination"), ("connection_security_policy", "mutual_tls"), ("source_principal", &*spiffe(A_IDENTITY))];
     assert_eq!(metric_sum(&b, "istio_requests_total", &mutual), 2.0, "{b}");
+}
+
+/// Excluded ranges and ports leave the pod without the sidecar; applying capture again replaces
+/// the rules in place; B's health port (15021) is never captured inbound.
+#[tokio::test]
+async fn excluded_ranges_and_ports_bypass_the_sidecar() {
+    let m = mesh(Policy::AllowAny).await;
+    let bin = oxidecar_tests::binary();
+    let c_range = format!("{}/32", m.c.ip);
+    let redis_port = REDIS_PORT.to_string();
+    let applied = m.a.exec(&[bin.to_str().expect("utf-8 path"), "capture", "--exclude-outbound-ip-ranges", &c_range, "--exclude-outbound-ports", &redis_port]).await;
+    assert!(applied.ok(), "{applied:?}");
+
+    assert_eq!(m.a.curl(&url(&m.c, OUTSIDE_PORT, "/outside"), &[]).await.0, 200);
+    let redis = m.a.exec(&["redis-cli", "-h", &m.b.ip.to_string(), "-p", &redis_port, "PING"]).await;
+    assert_eq!(redis.stdout.trim(), "PONG", "{redis:?}");
+    assert_eq!(m.a.curl(&url(&m.b, HTTP_PORT, "/hello"), &[]).await.0, 200, "other traffic is still captured");
+    let (status, _) = m.a.curl(&format!("http://{}:15021/healthz/ready", m.b.ip), &[]).await;
+    assert_eq!(status, 200, "B's health port answers directly");
+
+    let (a, b) = (m.a.metrics().await, m.b.metrics().await);
+    // A's sidecar saw only the request to B's HTTP service and the health check (passthrough).
+    assert_eq!(metric_sum(&a, "istio_requests_total", &[("destination_service", "b.pods.svc.cluster.local")]), 1.0, "{a}");
+    assert_eq!(metric_sum(&a, "istio_requests_total", &[("destination_service", "PassthroughCluster")]), 1.0, "health check only:\n{a}");
+    assert_eq!(metric_sum(&a, "istio_tcp_connections_opened_total", &[]), 0.0, "redis went out directly:\n{a}");
+    // B's inbound still captured the redis connection (capture is per pod), but not the health check.
+    assert_eq!(metric_sum(&b, "istio_tcp_connections_opened_total", &[("reporter", "destination")]), 1.0, "{b}");
+    assert_eq!(metric_sum(&b, "istio_requests_total", &[("reporter", "destination")]), 1.0, "{b}");
 }
