@@ -348,9 +348,9 @@ async fn unknown_destinations_pass_through_with_allow_any_and_are_refused_with_r
     assert_eq!(metric_sum(&a, "istio_tcp_connections_opened_total", &passthrough), 1.0, "{a}");
 }
 
-#[tokio::test]
-async fn dapr_python_sdk_in_one_pod_invokes_the_app_in_another_by_app_id() {
-    let m = mesh(Policy::AllowAny).await;
+/// Runs the Dapr Python SDK in `pod`: invokes method `hello` of app `b` with GET over
+/// `protocol` (grpc or http) and returns what it printed (the reply body).
+async fn sdk_invoke(pod: &Pod, protocol: &str) -> String {
     let python = std::env::var("OXIDECAR_PYTHON")
         .unwrap_or_else(|_| format!("{}/.cache/oxidecar-venv/bin/python", std::env::var("HOME").unwrap_or_default()));
     let script = r#"
@@ -359,10 +359,17 @@ with DaprClient() as d:
     r = d.invoke_method('b', 'hello', data=b'', http_verb='GET')
     print(r.text().strip())
 "#;
+    let env = format!("DAPR_API_METHOD_INVOCATION_PROTOCOL={protocol}");
+    let out = pod.exec(&["env", &env, &python, "-c", script]).await;
+    assert!(out.ok(), "Dapr SDK over {protocol} (the venv comes from tests/run): {out:?}");
+    out.stdout.trim().to_owned()
+}
+
+#[tokio::test]
+async fn dapr_python_sdk_in_one_pod_invokes_the_app_in_another_by_app_id() {
+    let m = mesh(Policy::AllowAny).await;
     for protocol in ["grpc", "http"] {
-        let env = format!("DAPR_API_METHOD_INVOCATION_PROTOCOL={protocol}");
-        let out = m.a.exec(&["env", &env, &python, "-c", script]).await;
-        assert_eq!(out.stdout.trim(), "hello from pod-b", "{protocol}: {out:?}");
+        assert_eq!(sdk_invoke(&m.a, protocol).await, "hello from pod-b", "{protocol}");
     }
     // Both calls crossed the mesh: A's outbound and B's inbound counted them.
     let (a, b) = (m.a.metrics().await, m.b.metrics().await);
@@ -427,22 +434,26 @@ fn has(pcap: &[u8], text: &str) -> bool {
 #[tokio::test]
 async fn mtls_on_the_wire_between_the_pods_sidecars() {
     let m = mtls_mesh(false).await;
-    let wire = m.net.capture(&m.b, &format!("tcp port {HTTP_PORT} or tcp port {REDIS_PORT}")).await;
+    let wire = m.net.capture(&m.b, &format!("tcp port {HTTP_PORT} or tcp port {REDIS_PORT} or tcp port {GRPC_PORT}")).await;
     assert_eq!(m.a.curl(&url(&m.b, HTTP_PORT, "/hello"), &[]).await, (200, "hello from pod-b\n".to_owned()));
     let redis = m.a.exec(&["redis-cli", "-h", &m.b.ip.to_string(), "-p", &REDIS_PORT.to_string(), "PING"]).await;
     assert_eq!(redis.stdout.trim(), "PONG", "{redis:?}");
+    let grpc = m.a.exec(&[env!("CARGO_BIN_EXE_pod_grpc"), "call", &url(&m.b, GRPC_PORT, ""), "secret-message"]).await;
+    assert_eq!(grpc.stdout.trim(), "pod-b: secret-message", "{grpc:?}");
     let (pcap, report) = wire.finish().await;
     assert!(has_tls_handshake(&pcap, 1) && has_tls_handshake(&pcap, 2), "no TLS handshake seen on B's veth ({} bytes captured): {report}", pcap.len());
-    for plaintext in ["GET /hello", "hello from pod-b", "PING", "PONG"] {
+    for plaintext in ["GET /hello", "hello from pod-b", "PING", "PONG", "secret-message"] {
         assert!(!has(&pcap, plaintext), "{plaintext:?} crossed the wire in clear text");
     }
 
+    assert_eq!(sdk_invoke(&m.a, "grpc").await, "hello from pod-b", "service invocation rides the mTLS mesh too");
+
     let b = m.b.metrics().await;
     let from_a = [("reporter", "destination"), ("source_principal", &*spiffe(A_IDENTITY)), ("connection_security_policy", "mutual_tls")];
-    assert_eq!(metric_sum(&b, "istio_requests_total", &[from_a[0], from_a[1], from_a[2], ("response_code", "200")]), 1.0, "{b}");
+    assert_eq!(metric_sum(&b, "istio_requests_total", &[from_a[0], from_a[1], from_a[2], ("response_code", "200")]), 3.0, "HTTP, gRPC and the invocation:\n{b}");
     assert_eq!(metric_sum(&b, "istio_tcp_connections_opened_total", &from_a), 1.0, "{b}");
     let a = m.a.metrics().await;
-    assert_eq!(metric_sum(&a, "istio_requests_total", &[("reporter", "source"), ("destination_principal", &*spiffe(B_IDENTITY))]), 1.0, "{a}");
+    assert_eq!(metric_sum(&a, "istio_requests_total", &[("reporter", "source"), ("destination_principal", &*spiffe(B_IDENTITY))]), 3.0, "{a}");
 }
 
 /// A pod without a sidecar (C) sends plaintext: B's STRICT inbound refuses it, PERMISSIVE takes
