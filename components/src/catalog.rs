@@ -214,6 +214,10 @@ mod tests;
 const BUILT_FEATURES: &[&str] = &[
     #[cfg(feature = "redis")]
     "redis",
+    #[cfg(feature = "postgres")]
+    "postgres",
+    #[cfg(feature = "http-binding")]
+    "http-binding",
 ];
 
 /// Whether the backend of `info` is compiled into this build.

@@ -11,6 +11,8 @@ pub mod error;
 pub mod loader;
 pub mod lock;
 pub mod metadata;
+#[cfg(feature = "postgres")]
+pub mod pg_conn;
 pub mod pubsub;
 #[cfg(feature = "redis")]
 pub mod redis_conn;

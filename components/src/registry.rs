@@ -93,6 +93,10 @@ impl Registry {
         r.register("state.in-memory", |m| Ok(Component::State(Arc::new(InMemoryStateStore::from_config(m)?))));
         #[cfg(feature = "redis")]
         r.register("state.redis", |m| Ok(Component::State(Arc::new(crate::state::redis::RedisStateStore::from_config(m)?))));
+        #[cfg(feature = "postgres")]
+        r.register("state.postgresql", |m| {
+            Ok(Component::State(Arc::new(crate::state::postgres::PostgresStateStore::from_config(m)?)))
+        });
         r.register("pubsub.in-memory", |m| Ok(Component::PubSub(Arc::new(InMemoryPubSub::from_config(m)?))));
         r.register("configuration.in-memory", |m| {
             Ok(Component::Configuration(Arc::new(InMemoryConfigStore::from_config(m)?)))
@@ -101,9 +105,17 @@ impl Registry {
         r.register("configuration.redis", |m| {
             Ok(Component::Configuration(Arc::new(crate::configuration::redis::RedisConfigStore::from_config(m)?)))
         });
+        #[cfg(feature = "postgres")]
+        r.register("configuration.postgresql", |m| {
+            Ok(Component::Configuration(Arc::new(crate::configuration::postgres::PostgresConfigStore::from_config(m)?)))
+        });
         r.register("lock.in-memory", |m| Ok(Component::Lock(Arc::new(InMemoryLockStore::from_config(m)?))));
         #[cfg(feature = "redis")]
         r.register("lock.redis", |m| Ok(Component::Lock(Arc::new(crate::lock::redis::RedisLockStore::from_config(m)?))));
+        #[cfg(feature = "postgres")]
+        r.register("sequencer.postgresql", |m| {
+            Ok(Component::Sequencer(Arc::new(crate::sequencer::postgres::PostgresSequencer::from_config(m)?)))
+        });
         r.register("sequencer.in-memory", |m| Ok(Component::Sequencer(Arc::new(InMemorySequencer::from_config(m)?))));
         #[cfg(feature = "redis")]
         r.register("sequencer.redis", |m| Ok(Component::Sequencer(Arc::new(crate::sequencer::redis::RedisSequencer::from_config(m)?))));

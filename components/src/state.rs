@@ -2,6 +2,8 @@
 
 pub mod conformance;
 pub mod in_memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod prefix;
 #[cfg(feature = "redis")]
 pub mod redis;

@@ -40,4 +40,4 @@ pub static POSTGRESQL: TypeInfo = TypeInfo {
 };
 
 /// Configuration declarations.
-pub const ALL: &[&TypeInfo] = &[&IN_MEMORY, &REDIS];
+pub const ALL: &[&TypeInfo] = &[&IN_MEMORY, &REDIS, &POSTGRESQL];

@@ -35,4 +35,4 @@ pub static POSTGRESQL: TypeInfo = TypeInfo {
 };
 
 /// Sequencer declarations.
-pub const ALL: &[&TypeInfo] = &[&IN_MEMORY, &REDIS];
+pub const ALL: &[&TypeInfo] = &[&IN_MEMORY, &REDIS, &POSTGRESQL];

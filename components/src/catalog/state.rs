@@ -106,4 +106,4 @@ pub static POSTGRESQL: TypeInfo = TypeInfo {
 };
 
 /// State store declarations.
-pub const ALL: &[&TypeInfo] = &[&IN_MEMORY, &REDIS];
+pub const ALL: &[&TypeInfo] = &[&IN_MEMORY, &REDIS, &POSTGRESQL];

@@ -206,27 +206,16 @@ impl Listener {
     async fn run(self, first: redis::aio::PubSub, mut seen: HashMap<String, ConfigItem>, tx: mpsc::Sender<HashMap<String, ConfigItem>>, cancel: CancellationToken) {
         let prefix = self.channel_prefix();
         let mut pubsub = Some(first);
-        let mut delay = watch::RECONNECT_MIN;
         loop {
             let ps = match pubsub.take() {
                 Some(ps) => ps,
                 None => {
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    delay = watch::backoff(delay);
-                    let Ok(ps) = self.connect().await else { continue };
-                    // Deliver what changed while we were away.
-                    let Ok(fresh) = read(&self.redis, &self.keys).await else { continue };
-                    if !watch::deliver(&tx, watch::catch_up(&mut seen, fresh, &self.keys)).await {
-                        return;
-                    }
+                    let again = watch::reconnect(&cancel, || self.connect(), || read(&self.redis, &self.keys), &mut seen, &self.keys, &tx);
+                    let Some(ps) = again.await else { return };
                     tracing::info!(redis = %self.redis.addr, "configuration subscription reconnected");
                     ps
                 }
             };
-            delay = watch::RECONNECT_MIN;
             let (mut sink, mut stream) = ps.split();
             let mut ping = tokio::time::interval(PING_EVERY);
             ping.tick().await;

@@ -97,6 +97,39 @@ pub fn backoff(current: Duration) -> Duration {
     (current * 2).min(RECONNECT_MAX)
 }
 
+/// Reconnects a subscription that lost its connection: waits with backoff, `connect`s, re-reads the
+/// subscribed keys and delivers what changed meanwhile. `None` when the subscription was cancelled
+/// or its subscriber is gone.
+pub async fn reconnect<S, E, C, CF, R, RF>(
+    cancel: &CancellationToken,
+    connect: C,
+    read: R,
+    seen: &mut HashMap<String, ConfigItem>,
+    keys: &[String],
+    tx: &mpsc::Sender<HashMap<String, ConfigItem>>,
+) -> Option<S>
+where
+    C: Fn() -> CF,
+    CF: Future<Output = Result<S, E>>,
+    R: Fn() -> RF,
+    RF: Future<Output = Result<HashMap<String, ConfigItem>, E>>,
+{
+    let mut delay = RECONNECT_MIN;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = backoff(delay);
+        let Ok(session) = connect().await else { continue };
+        let Ok(fresh) = read().await else { continue };
+        if !deliver(tx, catch_up(seen, fresh, keys)).await {
+            return None;
+        }
+        return Some(session);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
