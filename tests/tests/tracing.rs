@@ -117,7 +117,13 @@ async fn b3_is_joined_and_rewritten_and_sampling_decides_for_new_traces() {
         let tp = seen["headers"]["traceparent"].as_str().expect("a trace is started").to_string();
         assert!(tp.starts_with("00-") && tp.ends_with("-00") && tp.len() == 55, "{tp}");
     }
-    let m = p.metrics().await;
+    // The receiver keeps a span before it answers; the proxy counts it once the answer is back.
+    let m = eventually(Duration::from_secs(5), || async {
+        let m = p.metrics().await;
+        (metric_sum(&m, "oxidecar_trace_spans_total", &[("result", "exported")]) >= 1.0).then_some(m)
+    })
+    .await
+    .expect("the sampled span counted");
     assert_eq!(metric_sum(&m, "oxidecar_trace_spans_total", &[("result", "exported")]), 1.0, "only the sampled request: {m}");
     assert_eq!(rx.spans().len(), 1);
 
