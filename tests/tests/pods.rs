@@ -252,9 +252,10 @@ async fn curl_reaches_the_other_pod_through_both_sidecars_without_loops() {
         assert_eq!((status, body.as_str()), (200, "hello from pod-b\n"));
     }
     let (a, b) = (m.a.metrics().await, m.b.metrics().await);
-    let source = [("reporter", "source"), ("source_workload", "pod-a"), ("destination_service", "b.pods.svc.cluster.local"), ("response_code", "200")];
+    let source = [("reporter", "source"), ("source_workload", "pod-a"), ("destination_workload", "pod-b"), ("destination_service", "b.pods.svc.cluster.local"), ("response_code", "200")];
     assert_eq!(metric_sum(&a, "istio_requests_total", &source), 3.0, "A's outbound counts each request once:\n{a}");
-    let destination = [("reporter", "destination"), ("destination_workload", "pod-b"), ("response_code", "200")];
+    // Each side knows the other's workload from Istio's metadata exchange headers.
+    let destination = [("reporter", "destination"), ("destination_workload", "pod-b"), ("source_workload", "pod-a"), ("response_code", "200")];
     assert_eq!(metric_sum(&b, "istio_requests_total", &destination), 3.0, "B's inbound counts each request once:\n{b}");
     // No loop: nothing else was counted anywhere (a sidecar capturing its own upstream
     // connection would count every request again, or forever).
