@@ -64,7 +64,7 @@ pub struct CaptureArgs {
     /// Print the ruleset instead of applying it.
     #[arg(long)]
     pub dry_run: bool,
-    /// Remove the capture table (only what capture added), then exit.
+    /// Remove what capture added (the nft table, or the iptables chains and jumps), then exit.
     #[arg(long)]
     pub cleanup: bool,
 }

@@ -35,7 +35,8 @@ pub enum Command {
     /// Wait until the sidecar is ready (exit 0) or the timeout passes (exit 1): a postStart hook
     /// that holds the app container until the proxy serves, like Istio's holdApplicationUntilProxyStarts.
     Wait(crate::wait::WaitArgs),
-    /// Capture this network namespace's TCP for the sidecar (nftables, like istio-iptables):
+    /// Capture this network namespace's TCP for the sidecar (nftables, or iptables-restore when
+    /// nft is missing; like istio-iptables):
     /// outbound to 15001 and inbound to 15006, except the sidecar's own uid (1337), loopback
     /// traffic and the excluded ports and ranges. Needs CAP_NET_ADMIN in the pod's namespace.
     Capture(crate::capture::CaptureArgs),
