@@ -1,7 +1,14 @@
 //! Bindings building block: output bindings the app invokes, input bindings that call the app.
 
+pub mod conformance;
 pub mod cron;
+#[cfg(feature = "http-binding")]
+pub mod http;
 pub mod localstorage;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::collections::HashMap;
 use std::sync::Arc;

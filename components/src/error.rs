@@ -18,6 +18,9 @@ pub enum ComponentError {
     /// The component does not support this operation.
     #[error("operation {operation} is not supported by this component")]
     Unsupported { operation: String },
+    /// The backend answered, but with a failure (e.g. an HTTP binding's non-2xx response).
+    #[error("{0}")]
+    Failed(String),
     /// The backend failed or is unreachable.
     #[error("backend unavailable: {0}")]
     Unavailable(String),

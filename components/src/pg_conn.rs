@@ -104,6 +104,7 @@ impl PgPool {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(PoolError::Backend(e))) => Err(self.error(what, &e)),
             Ok(Err(PoolError::Timeout(_))) | Err(_) => Err(self.timed_out(what)),
+            Ok(Err(PoolError::Closed)) => Err(ComponentError::Closed),
             Ok(Err(e)) => Err(ComponentError::Unavailable(format!("postgresql {}: {what}: {e}", self.addr))),
         }
     }

@@ -128,6 +128,18 @@ impl Registry {
         r.register("bindings.localstorage", |m| {
             Ok(Component::Binding { input: None, output: Some(Arc::new(LocalStorageBinding::from_config(m)?)) })
         });
+        #[cfg(feature = "http-binding")]
+        r.register("bindings.http", |m| {
+            Ok(Component::Binding { input: None, output: Some(Arc::new(crate::bindings::http::HttpBinding::from_config(m)?)) })
+        });
+        #[cfg(feature = "redis")]
+        r.register("bindings.redis", |m| {
+            Ok(Component::Binding { input: None, output: Some(Arc::new(crate::bindings::redis::RedisBinding::from_config(m)?)) })
+        });
+        #[cfg(feature = "postgres")]
+        r.register("bindings.postgresql", |m| {
+            Ok(Component::Binding { input: None, output: Some(Arc::new(crate::bindings::postgres::PostgresBinding::from_config(m)?)) })
+        });
         r.register("bindings.cron", |m| {
             Ok(Component::Binding { input: Some(Arc::new(CronBinding::from_config(m)?)), output: None })
         });

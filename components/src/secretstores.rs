@@ -1,5 +1,6 @@
 //! Secret store building block: named secrets, each a small map of key → value.
 
+pub mod conformance;
 pub mod local_env;
 pub mod local_file;
 

@@ -10,6 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use std::sync::Arc;
 
+use oxidecar_components::ComponentError;
+use oxidecar_components::bindings::postgres::PostgresBinding;
+use oxidecar_components::bindings::{self, BindingRequest, OutputBinding};
 use oxidecar_components::configuration::postgres::PostgresConfigStore;
 use oxidecar_components::configuration::{self, ConfigStore};
 use oxidecar_components::metadata::Metadata;
@@ -221,4 +224,52 @@ async fn sequencer_postgresql_passes_the_sequencer_conformance_suite() {
     let rows = direct().await.query(&format!("SELECT count(*) FROM {table}"), &[]).await.expect("select");
     assert_eq!(rows[0].get::<_, i64>(0), 3, "one row per sequence key");
     seq.close().await;
+}
+
+#[tokio::test]
+async fn bindings_postgresql_passes_the_bindings_conformance_suite() {
+    let table = unique_ident("bind");
+    let _drop = Tables(vec![table.clone()]);
+    direct().await.batch_execute(&format!("CREATE TABLE {table} (id int PRIMARY KEY, name text, doc jsonb, at timestamptz)")).await.expect("create");
+    let b: Arc<dyn OutputBinding> = Arc::new(PostgresBinding::from_config(meta(&[("connectionString", POSTGRES)])).expect("metadata"));
+    let sql = |op: &str, sql: String, params: &str| BindingRequest {
+        operation: op.into(),
+        data: Bytes::new(),
+        metadata: HashMap::from([("sql".to_string(), sql), ("params".to_string(), params.to_string())]),
+    };
+    let fixture = bindings::conformance::Fixture {
+        write: sql("exec", format!("INSERT INTO {table} (id, name, doc) VALUES ($1, $2, $3)"), r#"[1, "alice", {"k": [1, 2]}]"#),
+        read: sql("query", format!("SELECT id, name, doc FROM {table} WHERE id = $1"), "[1]"),
+        expected: Bytes::from(r#"[[1,"alice",{"k":[1,2]}]]"#),
+        missing: Some((BindingRequest { operation: "exec".into(), ..Default::default() }, "sql")),
+    };
+    if let Err(e) = bindings::conformance::run(b.clone(), fixture).await {
+        panic!("bindings.postgresql conformance: {e}");
+    }
+
+    // Dapr's response metadata, numbers given as strings, NULLs, timestamps.
+    let exec = b.invoke(sql("exec", format!("INSERT INTO {table} (id, name, at) VALUES ($1, $2, '2024-05-01T12:00:00Z'), (3, NULL, NULL)"), r#"["2", "bob"]"#)).await.expect("exec");
+    assert_eq!(exec.metadata.get("rows-affected").map(String::as_str), Some("2"));
+    assert_eq!(exec.metadata.get("operation").map(String::as_str), Some("exec"));
+    assert!(exec.metadata.contains_key("start-time") && exec.metadata.contains_key("duration"));
+    let rows = b.invoke(sql("query", format!("SELECT id, name, at FROM {table} WHERE id > 1 ORDER BY id"), "")).await.expect("query");
+    assert_eq!(rows.data, Bytes::from(r#"[[2,"bob","2024-05-01T12:00:00Z"],[3,null,null]]"#));
+
+    // Bad requests name what is wrong; the binding keeps serving.
+    let e = b.invoke(sql("exec", format!("INSERT INTO {table} (id) VALUES ($1)"), r#"["one"]"#)).await.expect_err("bad param");
+    assert!(matches!(&e, ComponentError::InvalidRequest(m) if m.contains("params[0]")), "{e}");
+    let e = b.invoke(sql("query", "SELEC 1".into(), "")).await.expect_err("syntax");
+    assert!(matches!(&e, ComponentError::InvalidRequest(m) if m.contains("syntax")), "{e}");
+    let e = b.invoke(sql("query", "SELECT 1".into(), "{}")).await.expect_err("params not an array");
+    assert!(matches!(&e, ComponentError::InvalidRequest(m) if m.contains("params")), "{e}");
+    let e = b.invoke(sql("query", format!("SELECT * FROM {table} WHERE id = $1"), "[1, 2]")).await.expect_err("count");
+    assert!(matches!(&e, ComponentError::InvalidRequest(m) if m.contains("parameters")), "{e}");
+    let e = b.invoke(sql("query", "SELECT 1.5::numeric AS n".into(), "")).await.expect_err("numeric");
+    assert!(matches!(&e, ComponentError::InvalidRequest(m) if m.contains("n::text")), "{e}");
+    let one = b.invoke(sql("query", "SELECT 1.5::numeric::text AS n".into(), "")).await.expect("cast works");
+    assert_eq!(one.data, Bytes::from(r#"[["1.5"]]"#));
+
+    b.invoke(BindingRequest { operation: "close".into(), ..Default::default() }).await.expect("close");
+    let e = b.invoke(sql("query", "SELECT 1".into(), "")).await.expect_err("closed");
+    assert_eq!(e, ComponentError::Closed);
 }

@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use oxidecar_components::bindings::redis::RedisBinding;
+use oxidecar_components::bindings::{self, BindingRequest, OutputBinding};
 use oxidecar_components::configuration::redis::RedisConfigStore;
 use oxidecar_components::configuration::{self, ConfigStore};
 use oxidecar_components::lock::redis::RedisLockStore;
@@ -96,4 +98,35 @@ async fn configuration_redis_reads_and_follows_daprs_value_version_strings() {
     assert!(flags[1].contains('K'), "{flags:?}");
     let _: () = redis::cmd("DEL").arg(&key).query_async(&mut r).await.expect("del");
     s.close().await;
+}
+
+#[tokio::test]
+async fn bindings_redis_passes_the_bindings_conformance_suite_on_plain_keys() {
+    let b: Arc<dyn OutputBinding> = Arc::new(RedisBinding::from_config(meta(&[("redisHost", REDIS)])).expect("metadata"));
+    let key = unique("binding");
+    let with_key = |op: &str, data: &'static str| BindingRequest {
+        operation: op.into(),
+        data: bytes::Bytes::from(data),
+        metadata: HashMap::from([("key".to_string(), key.clone())]),
+    };
+    let fixture = bindings::conformance::Fixture {
+        write: with_key("create", "payload"),
+        read: with_key("get", ""),
+        expected: bytes::Bytes::from("payload"),
+        missing: Some((BindingRequest { operation: "get".into(), ..Default::default() }, "key")),
+    };
+    if let Err(e) = bindings::conformance::run(b.clone(), fixture).await {
+        panic!("bindings.redis conformance: {e}");
+    }
+    // The key is Redis's own (daprd's layout): readable by any client, and deletable through us.
+    let mut r = direct().await;
+    let raw: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut r).await.expect("get");
+    assert_eq!(raw.as_deref(), Some("payload"));
+    let mut ttl = with_key("create", "short");
+    ttl.metadata.insert("ttlInSeconds".into(), "60".into());
+    b.invoke(ttl).await.expect("create with ttl");
+    let left: i64 = redis::cmd("TTL").arg(&key).query_async(&mut r).await.expect("ttl");
+    assert!(left > 50 && left <= 60, "ttlInSeconds is the key's expiry: {left}");
+    b.invoke(with_key("delete", "")).await.expect("delete");
+    assert_eq!(b.invoke(with_key("get", "")).await.expect("get").data, bytes::Bytes::new(), "a deleted key reads empty");
 }

@@ -46,6 +46,7 @@ impl ApiError {
             ComponentError::NotFound(_) => Code::NotFound,
             ComponentError::Unsupported { .. } => Code::Unimplemented,
             ComponentError::Unavailable(_) | ComponentError::Closed => Code::Unavailable,
+            ComponentError::Failed(_) => Code::Internal,
         };
         Self::new(code, error_code, format!("{context}: {err}"))
     }

@@ -77,4 +77,4 @@ pub static POSTGRESQL: TypeInfo = TypeInfo {
 };
 
 /// Binding declarations.
-pub const ALL: &[&TypeInfo] = &[&CRON, &LOCAL_STORAGE];
+pub const ALL: &[&TypeInfo] = &[&CRON, &LOCAL_STORAGE, &HTTP, &REDIS, &POSTGRESQL];

@@ -46,3 +46,19 @@ impl SecretStore for LocalEnvSecretStore {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn passes_the_secrets_conformance_suite() {
+        // `set_var` is unsafe in edition 2024 (and this crate forbids unsafe), so the suite reads a
+        // variable every test environment has: PATH, seen through the prefix "PAT" as "H".
+        let s = LocalEnvSecretStore::with_prefix("PAT");
+        let expected = HashMap::from([("H".to_string(), std::env::var("PATH").expect("PATH is set"))]);
+        if let Err(e) = crate::secretstores::conformance::run(&s, "H", &expected, "H_OXIDECAR_NOT_SET").await {
+            panic!("secretstores.local.env conformance: {e}");
+        }
+    }
+}

@@ -110,6 +110,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn passes_the_secrets_conformance_suite() {
+        let s = store(r#"{"db":{"password":"pw"},"token":"t","n":5}"#, &[]).expect("store");
+        let expected = HashMap::from([("db:password".to_string(), "pw".to_string())]);
+        if let Err(e) = crate::secretstores::conformance::run(&s, "db:password", &expected, "db:user").await {
+            panic!("secretstores.local.file conformance: {e}");
+        }
+        let multi = store(r#"{"db":{"user":"u","password":"pw"}}"#, &[("multiValued", "true")]).expect("store");
+        let expected = HashMap::from([("user".to_string(), "u".to_string()), ("password".to_string(), "pw".to_string())]);
+        if let Err(e) = crate::secretstores::conformance::run(&multi, "db", &expected, "cache").await {
+            panic!("secretstores.local.file (multiValued) conformance: {e}");
+        }
+    }
+
+    #[tokio::test]
     async fn multi_valued_and_bad_file() {
         let s = store(r#"{"db":{"user":"u","password":"pw"}}"#, &[("multiValued", "true")]).unwrap();
         assert_eq!(s.get("db", &HashMap::new()).await.unwrap().len(), 2);
