@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use oxidecar_runtime_apis::{AppProtocol, RuntimeConfig};
 
-use crate::server::RunOptions;
+use crate::server::{RunOptions, XdsOptions};
 
 #[derive(Parser, Debug)]
 #[command(name = "oxidecar", version, about = "One sidecar for the mesh data plane (Istio) and the application runtime (Dapr).")]
@@ -109,6 +109,27 @@ pub struct RunArgs {
     /// When set, every runtime API call must carry it in the `dapr-api-token` header.
     #[arg(long, env = "DAPR_API_TOKEN", hide_env_values = true)]
     pub dapr_api_token: Option<String>,
+    /// Take the mesh config from an xDS control plane: `unix:PATH` (pilot-agent's
+    /// `./etc/istio/proxy/XDS`), `https://istiod.istio-system.svc:15012` (TLS, verified against
+    /// --xds-root-ca, with the --xds-token bearer token) or `http://HOST:PORT` (plaintext). Without
+    /// it, PILOT_ADDRESS (istiod `HOST:PORT`, TLS) is used when set. --config then only supplies
+    /// what xDS does not (admin ports, node, lanes) and the listener sockets: a listener there
+    /// binds the xDS listener of the same name (`virtualOutbound`, `virtualInbound`).
+    #[arg(long, env = "XDS_ADDRESS")]
+    pub xds_address: Option<String>,
+    /// Use state-of-the-world xDS instead of delta xDS.
+    #[arg(long)]
+    pub xds_sotw: bool,
+    /// pilot-agent's SDS socket for the workload certificate (`unix:./var/run/secrets/workload-spiffe-uds/socket`);
+    /// without it the secrets `default` and `ROOTCA` are requested over the xDS stream.
+    #[arg(long, env = "OXIDECAR_SDS_ADDRESS")]
+    pub sds_address: Option<String>,
+    /// CA certificate that signed istiod's serving certificate (https xDS addresses).
+    #[arg(long, env = "XDS_ROOT_CA", default_value = oxidecar_xds::ads::DEFAULT_ROOT_CA_PATH)]
+    pub xds_root_ca: PathBuf,
+    /// Service-account token sent to istiod as a bearer token (https xDS addresses).
+    #[arg(long, env = "XDS_TOKEN", default_value = oxidecar_xds::ads::DEFAULT_TOKEN_PATH)]
+    pub xds_token: PathBuf,
 }
 
 /// One IP address (`[::1]` or `::1` for IPv6). daprd accepts a list; one address is what we serve.
@@ -140,6 +161,13 @@ impl RunArgs {
                 api_token: self.dapr_api_token.clone().filter(|t| !t.is_empty()),
                 tracer: None,
             },
+            xds: self.xds_address.clone().or_else(|| std::env::var("PILOT_ADDRESS").ok().filter(|a| !a.is_empty())).map(|address| XdsOptions {
+                address,
+                sds_address: self.sds_address.clone(),
+                delta: !self.xds_sotw,
+                root_ca: self.xds_root_ca.clone(),
+                token: self.xds_token.clone(),
+            }),
         }
     }
 }

@@ -2,6 +2,8 @@
 //! a new file is parsed, validated and built into tables before it is swapped in atomically.
 //! An invalid file is logged with every problem and the running config stays in force.
 
+pub mod xds;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,7 +79,7 @@ pub fn reload(shared: &Shared, source: &ConfigSource) -> bool {
 }
 
 /// Listener sockets are bound at start-up; address changes and new listeners need a restart.
-fn warn_on_listener_changes(old: &Snapshot, new: &Snapshot) {
+pub(crate) fn warn_on_listener_changes(old: &Snapshot, new: &Snapshot) {
     for l in &new.listeners {
         match old.listeners.iter().find(|o| o.name == l.name) {
             Some(o) if o.address != l.address => tracing::warn!(

@@ -38,6 +38,33 @@ pub struct RunOptions {
     pub concurrency: usize,
     pub admin_port: Option<u16>,
     pub metrics_port: Option<u16>,
+    /// Take the mesh config from xDS.
+    pub xds: Option<XdsOptions>,
+}
+
+/// `--xds-address` and friends, as given.
+#[derive(Debug, Clone)]
+pub struct XdsOptions {
+    pub address: String,
+    pub sds_address: Option<String>,
+    pub delta: bool,
+    pub root_ca: PathBuf,
+    pub token: PathBuf,
+}
+
+impl XdsOptions {
+    fn ads_config(&self) -> Result<oxidecar_xds::ads::AdsConfig, String> {
+        use oxidecar_xds::ads::XdsAddress;
+        let parse = |s: &str| XdsAddress::parse(s, self.root_ca.clone(), self.token.clone());
+        Ok(oxidecar_xds::ads::AdsConfig {
+            address: parse(&self.address).map_err(|e| format!("--xds-address: {e}"))?,
+            sds_address: self.sds_address.as_deref().map(parse).transpose().map_err(|e| format!("--sds-address: {e}"))?,
+            delta: self.delta,
+            node: oxidecar_xds::ads::node_from_env(|k| std::env::var(k).ok(), std::env::vars()),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        })
+    }
 }
 
 /// Why start-up failed; `main` prints it and exits with status 2.
@@ -160,7 +187,15 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
         let certs = crate::tls::WorkloadCerts::from_files(id).map_err(|e| StartupError(vec![format!("identity.{e}")]))?;
         tls.set_identity(certs).map_err(|e| StartupError(vec![format!("identity.{e}")]))?;
     }
+    let ads = opts.xds.as_ref().map(XdsOptions::ads_config).transpose().map_err(|e| StartupError(vec![e]))?;
+    let xds_metrics = match &ads {
+        Some(_) => Some(oxidecar_xds::ads::XdsMetrics::new(&metrics.registry).map_err(|e| StartupError(vec![format!("metrics registry: {e}")]))?),
+        None => None,
+    };
     let shared = Shared::new(tables, metrics, tls);
+    if ads.is_some() {
+        shared.drain.set_config_pending();
+    }
     let control_stop = CancellationToken::new();
 
     let snapshot = shared.tables.load().snapshot.clone();
@@ -233,7 +268,17 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
                     tasks.spawn(admin::serve(l, router, stop.clone()));
                 }
                 tasks.spawn(admin::serve(health_listener, admin::health_router(state.clone()), stop.clone()));
-                tasks.spawn(control::watch(control_shared.clone(), state.source.clone(), stop.clone()));
+                match (ads, xds_metrics) {
+                    (Some(ads), Some(xds_metrics)) => {
+                        tracing::info!(address = %ads.address, delta = ads.delta, node = %ads.node.id, "config from xDS");
+                        let handler = Arc::new(control::xds::XdsHandler::new(control_shared.clone(), state.source.clone()));
+                        let base = (*control_shared.tables.load().snapshot).clone();
+                        tasks.spawn(oxidecar_xds::ads::run(ads, base, handler, xds_metrics, stop.clone()));
+                    }
+                    _ => {
+                        tasks.spawn(control::watch(control_shared.clone(), state.source.clone(), stop.clone()));
+                    }
+                }
                 tasks.spawn(crate::health::run(control_shared.clone(), stop.clone()));
                 tasks.spawn(control::watch_identity(control_shared.clone(), stop.clone()));
                 tasks.spawn(crate::trace::export::run(control_shared.clone(), stop.clone()));

@@ -15,6 +15,8 @@ use crate::tls::TlsContext;
 #[derive(Debug, Default)]
 pub struct Drain {
     ready: AtomicBool,
+    /// False while the first config from xDS is awaited.
+    config_pending: AtomicBool,
     draining: AtomicBool,
     in_flight: AtomicI64,
     /// Set by `/drain_listeners`: 1 = inbound listeners refuse new connections, 2 = all do.
@@ -22,12 +24,22 @@ pub struct Drain {
 }
 
 impl Drain {
+    /// With xDS: not ready until the first complete config is in force.
+    pub fn set_config_pending(&self) {
+        self.config_pending.store(true, Ordering::SeqCst);
+    }
+    pub fn set_config_ready(&self) {
+        self.config_pending.store(false, Ordering::SeqCst);
+    }
+    pub fn config_ready(&self) -> bool {
+        !self.config_pending.load(Ordering::SeqCst)
+    }
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::SeqCst);
     }
     /// Ready means: listeners accept and no drain has started.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst) && !self.draining.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst) && !self.draining.load(Ordering::SeqCst) && self.config_ready()
     }
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);

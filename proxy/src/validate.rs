@@ -22,7 +22,7 @@ pub fn envoy_config_dump(file: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let options = envoy::Options { base: oxidecar_xds::Snapshot::empty(), lenient_references: true };
+    let options = envoy::Options { base: oxidecar_xds::Snapshot::empty(), lenient_references: true, warming: false };
     let t = envoy::translate(&dump.resources, &options);
     let r = &t.report;
     println!("{}:", file.display());

@@ -8,5 +8,6 @@ pub mod mtls;
 pub mod otlp;
 pub mod pods;
 pub mod upstream;
+pub mod xds;
 
 pub use harness::*;

@@ -19,7 +19,7 @@ mod report;
 mod route;
 mod secret;
 
-pub use assemble::{Options, Translation, translate};
+pub use assemble::{Options, Translation, rds_names, translate};
 pub use report::{Kind, Rejection, Report};
 pub use secret::SdsSecret;
 

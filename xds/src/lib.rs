@@ -2,6 +2,7 @@
 //! produce it (today the static YAML file; the Istio xDS translator joins later).
 #![forbid(unsafe_code)]
 
+pub mod ads;
 pub mod envoy;
 pub mod model;
 pub mod static_file;

@@ -23,6 +23,9 @@ pub struct Options {
     /// that are not in the set resolve to empty placeholders instead of rejecting the referrer,
     /// and load assignments no cluster uses are still checked.
     pub lenient_references: bool,
+    /// For a live stream: a listener whose RDS route config has not arrived yet is warming, not
+    /// wrong; it is left out (and listed in `Report::warming`) until the route config is there.
+    pub warming: bool,
 }
 
 /// The result of one translation.
@@ -109,8 +112,20 @@ pub fn translate(set: &ResourceSet, opts: &Options) -> Translation {
     }
     let mut listeners: Vec<TranslatedListener> = Vec::new();
     for (name, l) in &set.listeners {
-        let mut cx = Cx { kind: Kind::Listener, name, ignored: &mut report.ignored };
         let route_names: BTreeSet<&str> = route_configs.iter().map(|r| r.name.as_str()).collect();
+        if opts.warming
+            && let Ok(t) = listener::translate(&mut Cx { kind: Kind::Listener, name, ignored: &mut BTreeMap::new() }, l)
+        {
+            let inline: BTreeSet<&str> = t.inline_routes.iter().map(|r| r.name.as_str()).collect();
+            let waiting = t.listener.filter_chains.iter().filter_map(|fc| fc.http.as_ref()).any(|h| {
+                !route_names.contains(h.route_config.as_str()) && !inline.contains(h.route_config.as_str()) && !set.routes.contains_key(&h.route_config)
+            });
+            if waiting {
+                report.warming.push(name.clone());
+                continue;
+            }
+        }
+        let mut cx = Cx { kind: Kind::Listener, name, ignored: &mut report.ignored };
         let result = listener::translate(&mut cx, l).and_then(|t| {
             for rc in &t.inline_routes {
                 check_route_refs(&cx, rc, &cluster_names).map_err(|mut r| {
@@ -144,7 +159,7 @@ pub fn translate(set: &ResourceSet, opts: &Options) -> Translation {
     snapshot.route_configs = route_configs;
     snapshot.clusters = clusters;
     settle(&mut snapshot, set, &mut report);
-    report.accepted.insert(Kind::Listener, set.listeners.len() - report.rejected_of(Kind::Listener).count());
+    report.accepted.insert(Kind::Listener, set.listeners.len() - report.rejected_of(Kind::Listener).count() - report.warming.len());
     report.accepted.insert(Kind::Route, set.routes.len() - report.rejected_of(Kind::Route).count());
     Translation { snapshot, secrets, report }
 }
@@ -283,13 +298,16 @@ fn referenced_by_listeners(set: &ResourceSet) -> BTreeSet<String> {
 }
 
 /// Route configs named by RDS in the listeners of `set`.
-fn rds_names(set: &ResourceSet) -> BTreeSet<String> {
+pub fn rds_names(set: &ResourceSet) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut ignored = BTreeMap::new();
     for (name, l) in &set.listeners {
         let mut cx = Cx { kind: Kind::Listener, name, ignored: &mut ignored };
         if let Ok(t) = listener::translate(&mut cx, l) {
-            out.extend(t.listener.filter_chains.iter().filter_map(|fc| fc.http.as_ref().map(|h| h.route_config.clone())));
+            let inline: BTreeSet<&str> = t.inline_routes.iter().map(|r| r.name.as_str()).collect();
+            out.extend(
+                t.listener.filter_chains.iter().filter_map(|fc| fc.http.as_ref().map(|h| h.route_config.clone())).filter(|n| !inline.contains(n.as_str())),
+            );
         }
     }
     out

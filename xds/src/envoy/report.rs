@@ -75,6 +75,8 @@ pub struct Report {
     pub rejected: Vec<Rejection>,
     /// With lenient references: what the resources named but the set did not hold.
     pub unresolved: Vec<String>,
+    /// Listeners waiting for their route configs (live streams only).
+    pub warming: Vec<String>,
 }
 
 impl Report {
