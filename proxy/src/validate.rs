@@ -23,7 +23,15 @@ pub fn envoy_config_dump(file: &Path) -> ExitCode {
         }
     };
     let options = envoy::Options { base: oxidecar_xds::Snapshot::empty(), lenient_references: true, warming: false };
+    let rss_before = rss_kib();
+    let started = std::time::Instant::now();
     let t = envoy::translate(&dump.resources, &options);
+    let translated = started.elapsed();
+    // The data plane's own per-snapshot work: route tables, LB state, counters.
+    let built = std::time::Instant::now();
+    let tables = crate::tables::Tables::build(std::sync::Arc::new(t.snapshot.clone()), None, None);
+    let built = built.elapsed();
+    let rss_after = rss_kib();
     let r = &t.report;
     println!("{}:", file.display());
     for kind in Kind::ALL {
@@ -60,5 +68,24 @@ pub fn envoy_config_dump(file: &Path) -> ExitCode {
         t.snapshot.clusters.len(),
         t.snapshot.clusters.iter().map(|c| c.endpoints.len()).sum::<usize>()
     );
+    println!(
+        "  apply cost: translate {:.1} ms, build tables {:.1} ms{}, RSS +{} KiB",
+        translated.as_secs_f64() * 1000.0,
+        built.as_secs_f64() * 1000.0,
+        match &tables {
+            Ok(_) => String::new(),
+            Err(e) => format!(" (refused: {e})"),
+        },
+        rss_after.saturating_sub(rss_before)
+    );
+    drop(tables);
     if r.rejected.is_empty() && dump.unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) }
+}
+
+/// Resident set size of this process, KiB (0 where /proc is missing).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
 }
