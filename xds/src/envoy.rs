@@ -134,3 +134,6 @@ impl ResourceSet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
