@@ -34,20 +34,28 @@ async fn direct() -> tokio_postgres::Client {
     client
 }
 
-/// Drops the tables a test created, also when it fails.
-struct Tables(Vec<String>);
+/// SQL that removes what a test created, run on drop (also when the test fails).
+struct Cleanup(String);
 
-impl Drop for Tables {
+impl Cleanup {
+    fn tables(names: &[&str]) -> Self {
+        Self(names.iter().map(|t| format!("DROP TABLE IF EXISTS {t} CASCADE;")).collect())
+    }
+
+    /// A configuration table with its trigger function.
+    fn config(table: &str) -> Self {
+        Self(format!("DROP TABLE IF EXISTS {table} CASCADE; DROP FUNCTION IF EXISTS {table}_notify();"))
+    }
+}
+
+impl Drop for Cleanup {
     fn drop(&mut self) {
-        let tables = std::mem::take(&mut self.0);
+        let sql = std::mem::take(&mut self.0);
         // A fresh runtime on another thread: the test's runtime may be the one unwinding.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async {
-                let c = direct().await;
-                for t in tables {
-                    let _ = c.batch_execute(&format!("DROP TABLE IF EXISTS {t} CASCADE")).await;
-                }
+                let _ = direct().await.batch_execute(&sql).await;
             });
         })
         .join();
@@ -57,7 +65,7 @@ impl Drop for Tables {
 #[tokio::test]
 async fn state_postgresql_passes_the_state_conformance_suite() {
     let (table, meta_table) = (unique_ident("state"), unique_ident("meta"));
-    let _drop = Tables(vec![table.clone(), meta_table.clone()]);
+    let _drop = Cleanup::tables(&[&table, &meta_table]);
     let s = PostgresStateStore::from_config(meta(&[
         ("connectionString", POSTGRES),
         ("tableName", &table),
@@ -74,7 +82,7 @@ async fn state_postgresql_passes_the_state_conformance_suite() {
 #[tokio::test]
 async fn state_postgresql_uses_daprs_v1_table_both_ways() {
     let (table, meta_table) = (unique_ident("dstate"), unique_ident("dmeta"));
-    let _drop = Tables(vec![table.clone(), meta_table.clone()]);
+    let _drop = Cleanup::tables(&[&table, &meta_table]);
     let app = unique("pgapp");
     let yaml = format!(
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {{name: pgstore}}\nspec:\n  type: state.postgresql\n  version: v1\n  metadata:\n  - {{name: connectionString, value: '{POSTGRES}'}}\n  - {{name: tableName, value: {table}}}\n  - {{name: metadataTableName, value: {meta_table}}}\n  - {{name: actorStateStore, value: 'true'}}\n  - {{name: maxConns, value: '4'}}\n"
@@ -115,7 +123,7 @@ async fn state_postgresql_uses_daprs_v1_table_both_ways() {
 #[tokio::test]
 async fn state_postgresql_deletes_expired_rows_in_the_background() {
     let (table, meta_table) = (unique_ident("ttl"), unique_ident("ttlmeta"));
-    let _drop = Tables(vec![table.clone(), meta_table.clone()]);
+    let _drop = Cleanup::tables(&[&table, &meta_table]);
     let s = PostgresStateStore::from_config(meta(&[
         ("connectionString", POSTGRES),
         ("tableName", &table),
@@ -159,26 +167,10 @@ async fn config_table(db: &tokio_postgres::Client, table: &str, channel: &str) {
     .expect("create the configuration table and trigger");
 }
 
-/// Drops a configuration table with its trigger function.
-struct ConfigTable(String);
-
-impl Drop for ConfigTable {
-    fn drop(&mut self) {
-        let t = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(async {
-                let _ = direct().await.batch_execute(&format!("DROP TABLE IF EXISTS {t} CASCADE; DROP FUNCTION IF EXISTS {t}_notify()")).await;
-            });
-        })
-        .join();
-    }
-}
-
 #[tokio::test]
 async fn configuration_postgresql_passes_the_configuration_conformance_suite() {
     let (table, channel) = (unique_ident("cfg"), unique_ident("chan"));
-    let _drop = ConfigTable(table.clone());
+    let _drop = Cleanup::config(&table);
     config_table(&direct().await, &table, &channel).await;
     let s = PostgresConfigStore::from_config(meta(&[("connectionString", POSTGRES), ("table", &table)])).expect("metadata");
     let sub_meta = HashMap::from([("pgNotifyChannel".to_string(), channel)]);
@@ -191,7 +183,7 @@ async fn configuration_postgresql_passes_the_configuration_conformance_suite() {
 #[tokio::test]
 async fn configuration_postgresql_follows_rows_written_by_operators() {
     let (table, channel) = (unique_ident("ocfg"), unique_ident("ochan"));
-    let _drop = ConfigTable(table.clone());
+    let _drop = Cleanup::config(&table);
     let db = direct().await;
     config_table(&db, &table, &channel).await;
     db.execute(&format!("INSERT INTO {table} VALUES ('color', 'blue', 'v1', '{{\"team\": \"web\"}}')"), &[]).await.expect("insert");
@@ -215,7 +207,7 @@ async fn configuration_postgresql_follows_rows_written_by_operators() {
 #[tokio::test]
 async fn sequencer_postgresql_passes_the_sequencer_conformance_suite() {
     let table = unique_ident("seq");
-    let _drop = Tables(vec![table.clone()]);
+    let _drop = Cleanup::tables(&[&table]);
     let seq: Arc<dyn Sequencer> =
         Arc::new(PostgresSequencer::from_config(meta(&[("connectionString", POSTGRES), ("tableName", &table)])).expect("metadata"));
     if let Err(e) = sequencer::conformance::run(seq.clone(), &unique("seq")).await {
@@ -229,7 +221,7 @@ async fn sequencer_postgresql_passes_the_sequencer_conformance_suite() {
 #[tokio::test]
 async fn bindings_postgresql_passes_the_bindings_conformance_suite() {
     let table = unique_ident("bind");
-    let _drop = Tables(vec![table.clone()]);
+    let _drop = Cleanup::tables(&[&table]);
     direct().await.batch_execute(&format!("CREATE TABLE {table} (id int PRIMARY KEY, name text, doc jsonb, at timestamptz)")).await.expect("create");
     let b: Arc<dyn OutputBinding> = Arc::new(PostgresBinding::from_config(meta(&[("connectionString", POSTGRES)])).expect("metadata"));
     let sql = |op: &str, sql: String, params: &str| BindingRequest {
