@@ -1,6 +1,7 @@
 //! The gRPC API server (`dapr.proto.runtime.v1.Dapr`).
 
 mod blocks;
+mod component;
 mod meta;
 mod pubsub;
 mod service;
@@ -56,13 +57,24 @@ impl GrpcApi {
         method: &'static str,
         call: impl Future<Output = Result<Response<T>, Status>>,
     ) -> Result<Response<T>, Status> {
+        self.observe_in(block, method, "", call).await
+    }
+
+    /// Records the call's count and latency, labelled with the component it addressed.
+    async fn observe_in<T>(
+        &self,
+        block: &'static str,
+        method: &'static str,
+        component: &str,
+        call: impl Future<Output = Result<Response<T>, Status>>,
+    ) -> Result<Response<T>, Status> {
         let start = Instant::now();
         let result = call.await;
         let code = match &result {
             Ok(_) => "OK",
             Err(s) => code_label(s.code()),
         };
-        self.api.metrics.observe("grpc", block, method, code, start.elapsed());
+        self.api.metrics.observe("grpc", block, method, component, code, start.elapsed());
         result
     }
 }

@@ -124,9 +124,22 @@ fn route_labels(method: &Method, route: &str) -> (&'static str, &'static str) {
     }
 }
 
+/// The path segment a route's `{store}` / `{pubsub}` / `{name}` parameter matched.
+fn component_in<'a>(route: &str, path: &'a str) -> Option<&'a str> {
+    let i = route.split('/').position(|s| matches!(s, "{store}" | "{pubsub}" | "{name}"))?;
+    path.split('/').nth(i)
+}
+
 async fn observe(State(api): Shared, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
     let method = req.method().clone();
+    // Only loaded components become label values: callers cannot invent series.
+    let component = route
+        .as_deref()
+        .and_then(|r| component_in(r, req.uri().path()))
+        .and_then(|c| api.infos.iter().find(|i| i.name == c))
+        .map(|i| i.name.clone())
+        .unwrap_or_default();
     let start = Instant::now();
     let span = match (&api.config.tracer, &route) {
         (Some(t), Some(route)) => t.start("http", route_labels(&method, route).1, req.headers()),
@@ -138,7 +151,7 @@ async fn observe(State(api): Shared, req: Request, next: Next) -> Response {
     }
     if let Some(route) = route {
         let (block, name) = route_labels(&method, &route);
-        api.metrics.observe("http", block, name, resp.status().as_str(), start.elapsed());
+        api.metrics.observe("http", block, name, &component, resp.status().as_str(), start.elapsed());
     }
     resp
 }
@@ -191,5 +204,13 @@ mod tests {
         assert_eq!(query_pairs(q)[1].1, "b c");
         assert_eq!(query_metadata(q)["ttlInSeconds"], "5");
         assert_eq!(percent_decode("100%"), "100%");
+    }
+
+    #[test]
+    fn routes_name_their_component() {
+        assert_eq!(component_in("/v1.0/state/{store}/{key}", "/v1.0/state/orders/k1"), Some("orders"));
+        assert_eq!(component_in("/v1.0/publish/{pubsub}/{*topic}", "/v1.0/publish/bus/a/b"), Some("bus"));
+        assert_eq!(component_in("/v1.0/bindings/{name}", "/v1.0/bindings/cron"), Some("cron"));
+        assert_eq!(component_in("/v1.0/metadata", "/v1.0/metadata"), None);
     }
 }

@@ -1,5 +1,5 @@
-//! Runtime API metrics: a request counter and a latency histogram per protocol, building block and
-//! method, registered in the process-wide registry the proxy injects.
+//! Runtime API metrics: a request counter and a latency histogram per protocol, building block,
+//! method and component, registered in the process-wide registry the proxy injects.
 
 use std::time::Duration;
 
@@ -19,22 +19,22 @@ impl Metrics {
     /// Creates and registers the metrics.
     pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
         let requests = IntCounterVec::new(
-            Opts::new("oxidecar_runtime_api_requests_total", "Runtime API calls by protocol, building block, method and result code"),
-            &["protocol", "block", "method", "code"],
+            Opts::new("oxidecar_runtime_api_requests_total", "Runtime API calls by protocol, building block, method, component and result code"),
+            &["protocol", "block", "method", "component", "code"],
         )?;
         let duration = HistogramVec::new(
-            HistogramOpts::new("oxidecar_runtime_api_request_duration_seconds", "Runtime API call latency by protocol, building block and method")
+            HistogramOpts::new("oxidecar_runtime_api_request_duration_seconds", "Runtime API call latency by protocol, building block, method and component")
                 .buckets(BUCKETS.to_vec()),
-            &["protocol", "block", "method"],
+            &["protocol", "block", "method", "component"],
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         Ok(Self { requests, duration })
     }
 
-    /// Records one call.
-    pub fn observe(&self, protocol: &'static str, block: &'static str, method: &'static str, code: &str, elapsed: Duration) {
-        self.requests.with_label_values(&[protocol, block, method, code]).inc();
-        self.duration.with_label_values(&[protocol, block, method]).observe(elapsed.as_secs_f64());
+    /// Records one call; `component` is the loaded component it addressed, or "".
+    pub fn observe(&self, protocol: &'static str, block: &'static str, method: &'static str, component: &str, code: &str, elapsed: Duration) {
+        self.requests.with_label_values(&[protocol, block, method, component, code]).inc();
+        self.duration.with_label_values(&[protocol, block, method, component]).observe(elapsed.as_secs_f64());
     }
 }

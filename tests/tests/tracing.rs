@@ -185,3 +185,62 @@ async fn a_collector_that_is_down_costs_spans_not_requests() {
     .expect("failed exports counted");
     assert_eq!(metric_sum(&m, "oxidecar_trace_spans_total", &[("result", "exported")]), 0.0);
 }
+
+/// Runs `code` with the Dapr Python SDK against the runtime's gRPC port.
+async fn python_sdk(grpc: u16, http: u16, code: &str) -> std::process::Output {
+    let python = std::env::var("OXIDECAR_PYTHON").unwrap_or_else(|_| format!("{}/.cache/oxidecar-venv/bin/python", std::env::var("HOME").unwrap_or_default()));
+    tokio::process::Command::new(python)
+        .args(["-c", code])
+        .env("DAPR_GRPC_PORT", grpc.to_string())
+        .env("DAPR_HTTP_PORT", http.to_string())
+        .output()
+        .await
+        .expect("python")
+}
+
+#[tokio::test]
+async fn runtime_api_metrics_name_the_component_and_grpc_calls_are_spans() {
+    let rx = OtlpReceiver::start().await;
+    let app = http_upstream("app").await;
+    let (grpc, http) = (free_port(), free_port());
+    let p = Proxy::start_with_args(
+        AdminPorts::new(),
+        &outbound(free_port(), app.port(), &telemetry(&rx.endpoint(), 100)),
+        &["--dapr-grpc-port", &grpc.to_string(), "--dapr-http-port", &http.to_string()],
+    )
+    .await;
+    let client = http1_client();
+    let url = |store: &str| format!("http://127.0.0.1:{http}/v1.0/state/{store}");
+    let body = r#"[{"key":"k","value":"v"}]"#;
+    assert_eq!(send(&client, "POST", &url("statestore"), &[("content-type", "application/json")], body).await.expect("save").status, 204);
+    let bad = send(&client, "POST", &url("no-such-store"), &[("content-type", "application/json")], body).await.expect("save");
+    assert!(bad.status >= 400, "{}", bad.status);
+    let out = python_sdk(
+        grpc,
+        http,
+        "from dapr.clients import DaprClient\nwith DaprClient() as c:\n    c.save_state('statestore', 'g', 'v')\n    print(c.get_state('statestore', 'g').data.decode())\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "v");
+
+    let m = p.metrics().await;
+    let calls = |labels: &[(&str, &str)]| metric_sum(&m, "oxidecar_runtime_api_requests_total", labels);
+    assert_eq!(calls(&[("protocol", "http"), ("method", "SaveState"), ("component", "statestore"), ("code", "204")]), 1.0, "{m}");
+    assert_eq!(calls(&[("protocol", "http"), ("method", "SaveState"), ("component", "")]), 1.0, "an unknown store is not a label value");
+    assert!(!m.contains("no-such-store"));
+    assert_eq!(calls(&[("protocol", "grpc"), ("method", "SaveState"), ("component", "statestore"), ("code", "OK")]), 1.0, "{m}");
+    assert_eq!(calls(&[("protocol", "grpc"), ("method", "GetState"), ("component", "statestore"), ("code", "OK")]), 1.0);
+    assert_eq!(metric_sum(&m, "oxidecar_runtime_api_request_duration_seconds_count", &[("protocol", "grpc"), ("component", "statestore")]), 2.0);
+
+    let spans = eventually(Duration::from_secs(10), || async {
+        let s = rx.spans();
+        (s.iter().any(|s| s.attr("runtime.protocol").as_deref() == Some("grpc") && s.span.name == "runtime/GetState")).then_some(s)
+    })
+    .await
+    .expect("gRPC runtime spans exported");
+    let get = spans.iter().find(|s| s.span.name == "runtime/GetState").expect("GetState span");
+    assert_eq!(get.attr("rpc.grpc.status_code").as_deref(), Some("0"));
+    assert_eq!(get.attr("rpc.system").as_deref(), Some("dapr"));
+    assert!(spans.iter().any(|s| s.span.name == "runtime/SaveState" && s.attr("runtime.protocol").as_deref() == Some("grpc")));
+}

@@ -14,47 +14,47 @@ impl pb::dapr_server::Dapr for GrpcApi {
         self.observe("invoke", "InvokeService", self.do_invoke_service(request)).await
     }
     async fn get_state(&self, request: Request<pb::GetStateRequest>,) -> Result<Response<pb::GetStateResponse>, Status> {
-        self.observe("state", "GetState", self.do_get_state(request)).await
+        self.observe_in("state", "GetState", self.component_of(&request), self.do_get_state(request)).await
     }
     async fn get_bulk_state(&self, request: Request<pb::GetBulkStateRequest>,) -> Result<Response<pb::GetBulkStateResponse>, Status> {
-        self.observe("state", "GetBulkState", self.do_get_bulk_state(request)).await
+        self.observe_in("state", "GetBulkState", self.component_of(&request), self.do_get_bulk_state(request)).await
     }
     async fn save_state(&self, request: Request<pb::SaveStateRequest>,) -> Result<Response<()>, Status> {
-        self.observe("state", "SaveState", self.do_save_state(request)).await
+        self.observe_in("state", "SaveState", self.component_of(&request), self.do_save_state(request)).await
     }
     async fn query_state_alpha1(&self, request: Request<pb::QueryStateRequest>,) -> Result<Response<pb::QueryStateResponse>, Status> {
-        self.observe("state", "QueryStateAlpha1", self.do_query_state_alpha1(request)).await
+        self.observe_in("state", "QueryStateAlpha1", self.component_of(&request), self.do_query_state_alpha1(request)).await
     }
     async fn delete_state(&self, request: Request<pb::DeleteStateRequest>,) -> Result<Response<()>, Status> {
-        self.observe("state", "DeleteState", self.do_delete_state(request)).await
+        self.observe_in("state", "DeleteState", self.component_of(&request), self.do_delete_state(request)).await
     }
     async fn delete_bulk_state(&self, request: Request<pb::DeleteBulkStateRequest>,) -> Result<Response<()>, Status> {
-        self.observe("state", "DeleteBulkState", self.do_delete_bulk_state(request)).await
+        self.observe_in("state", "DeleteBulkState", self.component_of(&request), self.do_delete_bulk_state(request)).await
     }
     async fn execute_state_transaction(&self, request: Request<pb::ExecuteStateTransactionRequest>,) -> Result<Response<()>, Status> {
-        self.observe("state", "ExecuteStateTransaction", self.do_execute_state_transaction(request)).await
+        self.observe_in("state", "ExecuteStateTransaction", self.component_of(&request), self.do_execute_state_transaction(request)).await
     }
     async fn publish_event(&self, request: Request<pb::PublishEventRequest>,) -> Result<Response<()>, Status> {
-        self.observe("pubsub", "PublishEvent", self.do_publish_event(request)).await
+        self.observe_in("pubsub", "PublishEvent", self.component_of(&request), self.do_publish_event(request)).await
     }
     async fn bulk_publish_event_alpha1(&self, request: Request<pb::BulkPublishRequest>,) -> Result<Response<pb::BulkPublishResponse>, Status> {
-        self.observe("pubsub", "BulkPublishEventAlpha1", self.do_bulk_publish_event_alpha1(request)).await
+        self.observe_in("pubsub", "BulkPublishEventAlpha1", self.component_of(&request), self.do_bulk_publish_event_alpha1(request)).await
     }
     async fn bulk_publish_event(&self, request: Request<pb::BulkPublishRequest>,) -> Result<Response<pb::BulkPublishResponse>, Status> {
-        self.observe("pubsub", "BulkPublishEvent", self.do_bulk_publish_event(request)).await
+        self.observe_in("pubsub", "BulkPublishEvent", self.component_of(&request), self.do_bulk_publish_event(request)).await
     }
     type SubscribeTopicEventsAlpha1Stream = BoxStream<pb::SubscribeTopicEventsResponseAlpha1>;
     async fn subscribe_topic_events_alpha1(&self, _request: Request<Streaming<pb::SubscribeTopicEventsRequestAlpha1>>,) -> Result<Response<Self::SubscribeTopicEventsAlpha1Stream>, Status> {
         Err(unimplemented("SubscribeTopicEventsAlpha1"))
     }
     async fn invoke_binding(&self, request: Request<pb::InvokeBindingRequest>,) -> Result<Response<pb::InvokeBindingResponse>, Status> {
-        self.observe("bindings", "InvokeBinding", self.do_invoke_binding(request)).await
+        self.observe_in("bindings", "InvokeBinding", self.component_of(&request), self.do_invoke_binding(request)).await
     }
     async fn get_secret(&self, request: Request<pb::GetSecretRequest>,) -> Result<Response<pb::GetSecretResponse>, Status> {
-        self.observe("secrets", "GetSecret", self.do_get_secret(request)).await
+        self.observe_in("secrets", "GetSecret", self.component_of(&request), self.do_get_secret(request)).await
     }
     async fn get_bulk_secret(&self, request: Request<pb::GetBulkSecretRequest>,) -> Result<Response<pb::GetBulkSecretResponse>, Status> {
-        self.observe("secrets", "GetBulkSecret", self.do_get_bulk_secret(request)).await
+        self.observe_in("secrets", "GetBulkSecret", self.component_of(&request), self.do_get_bulk_secret(request)).await
     }
     async fn register_actor_timer(&self, _request: Request<pb::RegisterActorTimerRequest>,) -> Result<Response<()>, Status> {
         Err(unimplemented("RegisterActorTimer"))
@@ -87,30 +87,30 @@ impl pb::dapr_server::Dapr for GrpcApi {
         Err(unimplemented("InvokeActor"))
     }
     async fn get_configuration_alpha1(&self, request: Request<pb::GetConfigurationRequest>,) -> Result<Response<pb::GetConfigurationResponse>, Status> {
-        self.observe("configuration", "GetConfigurationAlpha1", self.do_get_configuration_alpha1(request)).await
+        self.observe_in("configuration", "GetConfigurationAlpha1", self.component_of(&request), self.do_get_configuration_alpha1(request)).await
     }
     async fn get_configuration(&self, request: Request<pb::GetConfigurationRequest>,) -> Result<Response<pb::GetConfigurationResponse>, Status> {
-        self.observe("configuration", "GetConfiguration", self.do_get_configuration(request)).await
+        self.observe_in("configuration", "GetConfiguration", self.component_of(&request), self.do_get_configuration(request)).await
     }
     type SubscribeConfigurationAlpha1Stream = BoxStream<pb::SubscribeConfigurationResponse>;
     async fn subscribe_configuration_alpha1(&self, request: Request<pb::SubscribeConfigurationRequest>,) -> Result<Response<Self::SubscribeConfigurationAlpha1Stream>, Status> {
-        self.observe("configuration", "SubscribeConfigurationAlpha1", self.do_subscribe_configuration_alpha1(request)).await
+        self.observe_in("configuration", "SubscribeConfigurationAlpha1", self.component_of(&request), self.do_subscribe_configuration_alpha1(request)).await
     }
     type SubscribeConfigurationStream = BoxStream<pb::SubscribeConfigurationResponse>;
     async fn subscribe_configuration(&self, request: Request<pb::SubscribeConfigurationRequest>,) -> Result<Response<Self::SubscribeConfigurationStream>, Status> {
-        self.observe("configuration", "SubscribeConfiguration", self.do_subscribe_configuration(request)).await
+        self.observe_in("configuration", "SubscribeConfiguration", self.component_of(&request), self.do_subscribe_configuration(request)).await
     }
     async fn unsubscribe_configuration_alpha1(&self, request: Request<pb::UnsubscribeConfigurationRequest>,) -> Result<Response<pb::UnsubscribeConfigurationResponse>, Status> {
-        self.observe("configuration", "UnsubscribeConfigurationAlpha1", self.do_unsubscribe_configuration_alpha1(request)).await
+        self.observe_in("configuration", "UnsubscribeConfigurationAlpha1", self.component_of(&request), self.do_unsubscribe_configuration_alpha1(request)).await
     }
     async fn unsubscribe_configuration(&self, request: Request<pb::UnsubscribeConfigurationRequest>,) -> Result<Response<pb::UnsubscribeConfigurationResponse>, Status> {
-        self.observe("configuration", "UnsubscribeConfiguration", self.do_unsubscribe_configuration(request)).await
+        self.observe_in("configuration", "UnsubscribeConfiguration", self.component_of(&request), self.do_unsubscribe_configuration(request)).await
     }
     async fn try_lock_alpha1(&self, request: Request<pb::TryLockRequest>,) -> Result<Response<pb::TryLockResponse>, Status> {
-        self.observe("lock", "TryLockAlpha1", self.do_try_lock_alpha1(request)).await
+        self.observe_in("lock", "TryLockAlpha1", self.component_of(&request), self.do_try_lock_alpha1(request)).await
     }
     async fn unlock_alpha1(&self, request: Request<pb::UnlockRequest>,) -> Result<Response<pb::UnlockResponse>, Status> {
-        self.observe("lock", "UnlockAlpha1", self.do_unlock_alpha1(request)).await
+        self.observe_in("lock", "UnlockAlpha1", self.component_of(&request), self.do_unlock_alpha1(request)).await
     }
     type EncryptAlpha1Stream = BoxStream<pb::EncryptResponse>;
     async fn encrypt_alpha1(&self, _request: Request<Streaming<pb::EncryptRequest>>,) -> Result<Response<Self::EncryptAlpha1Stream>, Status> {
