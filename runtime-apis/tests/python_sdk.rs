@@ -13,7 +13,7 @@ async fn every_block_with_the_python_sdk() -> anyhow::Result<()> {
     let out = rt.run_script("client_blocks.py", &[]).await?;
     assert_script_ok("client_blocks.py", &out);
     let metrics = prometheus::TextEncoder::new().encode_to_string(&rt.registry.gather())?;
-    assert!(metrics.contains(r#"oxidecar_runtime_api_requests_total{block="state",code="ABORTED",method="SaveState",protocol="grpc"}"#), "{metrics}");
+    assert!(metrics.contains(r#"oxidecar_runtime_api_requests_total{block="state",code="ABORTED",component="statestore",method="SaveState",protocol="grpc"}"#), "{metrics}");
     rt.stop().await;
     Ok(())
 }
@@ -65,7 +65,7 @@ async fn http_api_and_http_app() -> anyhow::Result<()> {
     let out = rt.run_script("http_blocks.py", &[]).await?;
     assert_script_ok("http_blocks.py", &out);
     let metrics = prometheus::TextEncoder::new().encode_to_string(&rt.registry.gather())?;
-    assert!(metrics.contains(r#"block="state",code="409",method="SaveState",protocol="http""#), "{metrics}");
+    assert!(metrics.contains(r#"block="state",code="409",component="statestore",method="SaveState",protocol="http""#), "{metrics}");
     rt.stop().await;
     Ok(())
 }

@@ -102,7 +102,7 @@ async fn every_block_through_the_python_sdk() {
     assert_ok("client_blocks.py", &s.run("client_blocks.py", &[]).await);
     let (_, metrics) = http_get(&format!("http://127.0.0.1:{}/stats/prometheus", s.proxy.ports.metrics)).await.expect("metrics");
     assert!(
-        metrics.contains(r#"oxidecar_runtime_api_requests_total{block="state",code="ABORTED",method="SaveState",protocol="grpc"}"#),
+        metrics.contains(r#"oxidecar_runtime_api_requests_total{block="state",code="ABORTED",component="statestore",method="SaveState",protocol="grpc"}"#),
         "runtime API metrics missing from /stats/prometheus:\n{metrics}"
     );
 }
