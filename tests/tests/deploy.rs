@@ -107,7 +107,7 @@ fn dockerfile_builds_in_one_stage_and_runs_minimal_as_uid_1337() {
         }
     }
     let names: Vec<&str> = stages.iter().map(|s| s.0.as_str()).collect();
-    assert_eq!(names, ["builder", "runtime", "istio-proxy"]);
+    assert_eq!(names, ["builder", "runtime"]);
     let (_, _, builder) = &stages[0];
     assert!(builder.iter().any(|l| l.contains("cargo build --release --locked -p oxidecar")), "{builder:?}");
     assert!(builder.iter().any(|l| l.contains("/out/oxidecar")));
@@ -145,6 +145,7 @@ async fn manifests_validate_against_kubernetes_schemas_and_components_are_daprs(
     let mut files = Vec::new();
     yaml_files(&deploy().join("k8s"), &mut files);
     files.push(deploy().join("istio/sample-pod-annotations.yaml"));
+    files.push(deploy().join("istio/bootstrap-configmap.yaml"));
     files.sort();
     let mut k8s = Vec::new();
     let mut components = 0;
@@ -197,6 +198,9 @@ async fn the_samples_mesh_configs_and_components_load_in_oxidecar() {
         }
     }
     assert_eq!(checked, 2);
+    // Mode 1's bootstrap (beside pilot-agent) is a valid config too.
+    let boot = documents(&std::fs::read_to_string(deploy().join("istio/bootstrap-configmap.yaml")).expect("read")).remove(0);
+    validate_mesh(&string(&boot, &["data", "bootstrap.yaml"]), "istio/bootstrap-configmap.yaml").await;
     // The component files load (types and metadata keys known to this build).
     let p = Proxy::start_with_args(AdminPorts::new(), "", &["--resources-path", &sample.join("components").display().to_string()]).await;
     assert_eq!(p.admin("/ready").await.0, 200);
@@ -327,9 +331,21 @@ fn istio_injection_templates_render_to_a_patch_of_istio_proxy() {
         ]));
         let rendered = gtmpl::template(body.as_str().expect("a template string"), ctx).unwrap_or_else(|e| panic!("{name}: {e}"));
         let patch: Yv = serde_norway::from_str(&rendered).unwrap_or_else(|e| panic!("{name}: {e}\n{rendered}"));
-        let container = &get(&patch, &["spec", "containers"]).and_then(Yv::as_sequence).expect("containers")[0];
-        assert_eq!(string(container, &["name"]), "istio-proxy", "{name} patches Istio's proxy container");
-        assert!(string(container, &["image"]).ends_with(":0.1.0"), "{name}: {rendered}");
+        let containers = get(&patch, &["spec", "containers"]).and_then(Yv::as_sequence).expect("containers");
+        assert!(containers.iter().any(|c| string(c, &["name"]) == "istio-proxy"), "{name} patches Istio's proxy container");
+        // The container that runs oxidecar: beside pilot-agent (Mode 1) or in its place (Mode 2).
+        let (runs, xds) = if name == "oxidecar" { ("oxidecar", "--xds-address=unix:") } else { ("istio-proxy", "--xds-address=https://") };
+        let c = containers.iter().find(|c| string(c, &["name"]) == runs).unwrap_or_else(|| panic!("{name}: no {runs} container"));
+        assert!(string(c, &["image"]).starts_with("ghcr.io/oxidecar/oxidecar:") && string(c, &["image"]).ends_with(":0.1.0"), "{name}: {rendered}");
+        assert_eq!(get(c, &["securityContext", "runAsUser"]).and_then(Yv::as_u64), Some(1337), "{name}");
+        let args: Vec<String> = get(c, &["args"]).and_then(Yv::as_sequence).expect("args").iter().map(|a| a.as_str().unwrap_or_default().to_string()).collect();
+        assert!(args.iter().any(|a| a.starts_with(xds)), "{name}: {args:?}");
+        assert!(args.contains(&"--app-id=reviews".to_string()), "{name}: {args:?}");
+        if name == "oxidecar" {
+            let agent = containers.iter().find(|c| string(c, &["name"]) == "istio-proxy").expect("istio-proxy");
+            let disabled = get(agent, &["env"]).and_then(Yv::as_sequence).is_some_and(|e| e.iter().any(|v| string(v, &["name"]) == "DISABLE_ENVOY" && string(v, &["value"]) == "true"));
+            assert!(disabled, "pilot-agent runs without Envoy: {rendered}");
+        }
         seen.push(name.to_string());
     }
     assert_eq!(seen, ["oxidecar", "oxidecar-standalone"]);
