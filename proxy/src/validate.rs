@@ -22,7 +22,9 @@ pub fn envoy_config_dump(file: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let options = envoy::Options { base: oxidecar_xds::Snapshot::empty(), lenient_references: true, warming: false };
+    // A partial dump (listeners only, say) names resources it does not hold: list them, do not reject.
+    let partial = [Kind::Cluster, Kind::Listener, Kind::Route].iter().any(|k| dump.resources.names(*k).is_empty());
+    let options = envoy::Options { base: oxidecar_xds::Snapshot::empty(), lenient_references: partial, warming: false };
     let rss_before = rss_kib();
     let started = std::time::Instant::now();
     let t = envoy::translate(&dump.resources, &options);
