@@ -218,6 +218,14 @@ const BUILT_FEATURES: &[&str] = &[
     "postgres",
     #[cfg(feature = "http-binding")]
     "http-binding",
+    #[cfg(feature = "pubsub-redis")]
+    "pubsub-redis",
+    #[cfg(feature = "pubsub-jetstream")]
+    "pubsub-jetstream",
+    #[cfg(feature = "pubsub-mqtt3")]
+    "pubsub-mqtt3",
+    #[cfg(feature = "pubsub-rabbitmq")]
+    "pubsub-rabbitmq",
 ];
 
 /// Whether the backend of `info` is compiled into this build.

@@ -192,6 +192,11 @@ pub async fn load_resources(paths: &[PathBuf], app_id: &str, registry: &Registry
             Some("lock") => (None, Some(lock_prefix(values.remove("keyPrefix").as_deref(), app_id, &doc.metadata.name))),
             _ => (None, None),
         };
+        // Like daprd, a pub/sub without `consumerID` consumes as the app: replicas of one app share
+        // a consumer group, different apps each get every message.
+        if doc.spec.type_name.starts_with("pubsub.") && values.get(crate::pubsub::CONSUMER_ID).is_none_or(|v| v.is_empty()) {
+            values.insert(crate::pubsub::CONSUMER_ID.to_string(), app_id.to_string());
+        }
         let component = match ctor(Metadata::new(values)).map_err(|e| err(format!("spec.metadata: {e}")))? {
             Component::State(store) => match state_prefix {
                 Some(prefix) => Component::State(Arc::new(PrefixedStateStore::new(store, prefix))),

@@ -80,6 +80,41 @@ impl Metadata {
         }
     }
 
+    /// Takes a required `host[:port]` value (`default_port` when the port is left out).
+    pub fn host_port(&mut self, key: &'static str, default_port: u16) -> Result<(String, u16), MetadataError> {
+        let value = self.require(key)?;
+        let bad = |reason: &str| MetadataError::BadValue { key: key.to_string(), value: value.clone(), reason: reason.to_string() };
+        let (host, port) = match value.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| bad("has a bad port (use host:port)"))?),
+            None => (value.clone(), default_port),
+        };
+        if host.is_empty() {
+            return Err(bad("has no host (use host:port)"));
+        }
+        Ok((host, port))
+    }
+
+    /// Takes an optional boolean that must be `false` (or absent): the feature it turns on is not
+    /// available in this build.
+    pub fn refuse_true(&mut self, key: &'static str, why: &str) -> Result<(), MetadataError> {
+        if self.parse::<bool>(key)?.unwrap_or(false) {
+            return Err(MetadataError::BadValue { key: key.to_string(), value: "true".to_string(), reason: format!("is not supported: {why}") });
+        }
+        Ok(())
+    }
+
+    /// Takes an optional value that must be empty (or absent): the feature it configures is not
+    /// available in this build.
+    pub fn refuse_set(&mut self, key: &'static str, why: &str) -> Result<(), MetadataError> {
+        match self.take(key) {
+            // The value may be a secret (a client key): name the key, not the value.
+            Some(v) if !v.trim().is_empty() => {
+                Err(MetadataError::BadValue { key: key.to_string(), value: "<set>".to_string(), reason: format!("is not supported: {why}") })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Ignores a key Dapr defines but this backend does not need (kept for file compatibility).
     pub fn ignore(&mut self, key: &'static str) {
         self.take(key);

@@ -1,6 +1,15 @@
 //! Pub/sub building block: publish to a topic, subscribe a handler that acknowledges by returning `Ok`.
 
+pub mod conformance;
 pub mod in_memory;
+#[cfg(feature = "pubsub-jetstream")]
+pub mod jetstream;
+#[cfg(feature = "pubsub-mqtt3")]
+pub mod mqtt3;
+#[cfg(feature = "pubsub-rabbitmq")]
+pub mod rabbitmq;
+#[cfg(feature = "pubsub-redis")]
+pub mod redis;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +18,10 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::{BoxFuture, ComponentError};
+
+/// The metadata key naming the consumer group; the loader fills it with the app id when a file
+/// leaves it out, as daprd does.
+pub const CONSUMER_ID: &str = "consumerID";
 
 /// Optional capabilities of a pub/sub component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -98,6 +98,14 @@ impl Registry {
             Ok(Component::State(Arc::new(crate::state::postgres::PostgresStateStore::from_config(m)?)))
         });
         r.register("pubsub.in-memory", |m| Ok(Component::PubSub(Arc::new(InMemoryPubSub::from_config(m)?))));
+        #[cfg(feature = "pubsub-redis")]
+        r.register("pubsub.redis", |m| Ok(Component::PubSub(Arc::new(crate::pubsub::redis::RedisPubSub::from_config(m)?))));
+        #[cfg(feature = "pubsub-jetstream")]
+        r.register("pubsub.jetstream", |m| Ok(Component::PubSub(Arc::new(crate::pubsub::jetstream::JetStreamPubSub::from_config(m)?))));
+        #[cfg(feature = "pubsub-mqtt3")]
+        r.register("pubsub.mqtt3", |m| Ok(Component::PubSub(Arc::new(crate::pubsub::mqtt3::Mqtt3PubSub::from_config(m)?))));
+        #[cfg(feature = "pubsub-rabbitmq")]
+        r.register("pubsub.rabbitmq", |m| Ok(Component::PubSub(Arc::new(crate::pubsub::rabbitmq::RabbitMqPubSub::from_config(m)?))));
         r.register("configuration.in-memory", |m| {
             Ok(Component::Configuration(Arc::new(InMemoryConfigStore::from_config(m)?)))
         });
