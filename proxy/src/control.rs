@@ -37,11 +37,16 @@ impl ConfigSource {
 
     /// Reads and validates the config; every problem is listed, each naming file and path.
     pub fn load(&self) -> Result<Snapshot, Vec<String>> {
-        match &self.path {
+        let snapshot = match &self.path {
             Some(path) => oxidecar_xds::load_file(path).map_err(|e| e.problems()),
             None => oxidecar_xds::parse_str(EMBEDDED_DEFAULT)
                 .map_err(|errs| errs.iter().map(|e| format!("embedded default: {e}")).collect()),
-        }
+        };
+        // Under Istio's injector, the pod's identity for the metric labels comes from its variables.
+        snapshot.map(|mut s| {
+            s.node = std::mem::take(&mut s.node).with_env_defaults(|k| std::env::var(k).ok());
+            s
+        })
     }
 }
 

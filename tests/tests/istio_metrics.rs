@@ -242,3 +242,38 @@ async fn merge_target_comes_from_pilot_agents_annotations_variable() {
     assert!(merged.contains("app_ready 1"), "{merged}");
     let _ = child.kill().await;
 }
+
+#[tokio::test]
+async fn istio_injector_variables_name_the_workload_when_the_config_does_not() {
+    let app = http_upstream("app").await;
+    let ports = AdminPorts::new();
+    let port = free_port();
+    let dir = TempDir::new("node-env");
+    let config = dir.0.join("mesh.yaml");
+    std::fs::write(&config, format!("{}{}", ports.yaml(), http_config(port, &catch_all("cluster: app"), &format!("  - {{ name: app, endpoints: [{{ address: 127.0.0.1:{} }}] }}\n", app.port())))).expect("config");
+    let _child = tokio::process::Command::new(binary())
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--dapr-grpc-port", &free_port().to_string(), "--dapr-http-port", &free_port().to_string()])
+        .env("ISTIO_META_WORKLOAD_NAME", "ratings-v1")
+        .env("POD_NAMESPACE", "bookinfo")
+        .env("ISTIO_METAJSON_LABELS", r#"{"app":"ratings","version":"v1"}"#)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let ok = eventually(Duration::from_secs(20), || async {
+        matches!(send(&http1_client(), "GET", &format!("http://127.0.0.1:{port}/"), &[], "").await, Ok(r) if r.status == 200).then_some(())
+    })
+    .await;
+    assert!(ok.is_some(), "the proxy serves");
+    let m = eventually(Duration::from_secs(5), || async {
+        let m = http_get(&format!("http://127.0.0.1:{}/stats/prometheus", ports.metrics)).await.ok()?.1;
+        (metric_sum(&m, "istio_requests_total", &[("source_workload", "ratings-v1")]) >= 1.0).then_some(m)
+    })
+    .await
+    .expect("source labels from the injector's variables");
+    let line = sample(&m, "istio_requests_total", &[("source_workload", "ratings-v1")]);
+    for (k, v) in [("source_workload_namespace", "bookinfo"), ("source_app", "ratings"), ("source_version", "v1"), ("source_canonical_service", "ratings")] {
+        assert!(line.contains(&format!("{k}=\"{v}\"")), "{k}={v}: {line}");
+    }
+}

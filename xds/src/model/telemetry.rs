@@ -257,6 +257,23 @@ impl Node {
     pub fn all_labels(&self) -> &BTreeMap<String, String> {
         &self.labels
     }
+
+    /// Fills what the config left unset from the variables Istio's injector gives the proxy
+    /// container: `ISTIO_META_WORKLOAD_NAME`, `POD_NAMESPACE`, `ISTIO_METAJSON_LABELS` (JSON),
+    /// `ISTIO_META_CLUSTER_ID`, `ISTIO_META_MESH_ID`. What the config sets wins.
+    pub fn with_env_defaults(mut self, get: impl Fn(&str) -> Option<String>) -> Node {
+        let get = |k: &str| get(k).filter(|v| !v.is_empty());
+        self.workload = self.workload.or_else(|| get("ISTIO_META_WORKLOAD_NAME"));
+        self.namespace = self.namespace.or_else(|| get("POD_NAMESPACE"));
+        self.cluster_id = self.cluster_id.or_else(|| get("ISTIO_META_CLUSTER_ID"));
+        self.mesh_id = self.mesh_id.or_else(|| get("ISTIO_META_MESH_ID"));
+        if self.labels.is_empty()
+            && let Some(labels) = get("ISTIO_METAJSON_LABELS").and_then(|j| serde_json::from_str::<BTreeMap<String, String>>(&j).ok())
+        {
+            self.labels = labels;
+        }
+        self
+    }
 }
 
 #[cfg(test)]
@@ -279,6 +296,22 @@ mod tests {
         n.labels.insert("service.istio.io/canonical-name".into(), "reviews-canon".into());
         n.canonical_revision = Some("r7".into());
         assert_eq!((n.canonical_service_name(), n.canonical_revision_name()), ("reviews-canon", "r7"));
+    }
+
+    #[test]
+    fn istio_injector_variables_fill_what_the_config_leaves_unset() {
+        let env = |k: &str| match k {
+            "ISTIO_META_WORKLOAD_NAME" => Some("reviews-v1".to_string()),
+            "POD_NAMESPACE" => Some("shop".to_string()),
+            "ISTIO_METAJSON_LABELS" => Some(r#"{"app":"reviews","version":"v1"}"#.to_string()),
+            "ISTIO_META_CLUSTER_ID" => Some("east".to_string()),
+            _ => None,
+        };
+        let n = Node::default().with_env_defaults(env);
+        assert_eq!((n.workload_name(), n.namespace_name(), n.app_name(), n.cluster_name()), ("reviews-v1", "shop", "reviews", "east"));
+        assert_eq!(n.mesh_name(), "cluster.local");
+        let set = Node { workload: Some("from-config".into()), ..Node::default() }.with_env_defaults(env);
+        assert_eq!(set.workload_name(), "from-config", "the config wins");
     }
 
     #[test]
