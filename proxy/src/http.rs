@@ -53,6 +53,11 @@ fn connection_epoch(max: std::time::Duration) -> u64 {
     (now.as_millis() / max.as_millis().max(1)) as u64
 }
 
+/// Whether a request is gRPC (by its content type).
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers.get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
 /// The app's own path for `/v1.0/invoke/{app-id}/method/{method...}`: `/{method...}`.
 fn app_path(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/v1.0/invoke/")?;
@@ -92,11 +97,12 @@ impl MeshHttp {
     fn invocation_target(&self, session: &Session, tables: &Tables) -> Option<(Arc<ClusterState>, bool)> {
         let runtime = tables.runtime.as_ref()?;
         let req = session.req_header();
-        let invoked = self.direction(tables) == TrafficDirection::Inbound
-            && req.uri.path().starts_with("/v1.0/invoke/")
-            && req.headers.contains_key(&crate::invoke::INVOKED_HEADER);
-        if !invoked {
+        if self.direction(tables) != TrafficDirection::Inbound || !req.headers.contains_key(&crate::invoke::INVOKED_HEADER) {
             return None;
+        }
+        if !req.uri.path().starts_with("/v1.0/invoke/") {
+            // A gRPC call a peer's runtime proxied (`dapr-app-id`): to the gRPC app as it is.
+            return runtime.grpc_app.as_ref().filter(|_| is_grpc(&req.headers)).map(|app| (app.clone(), true));
         }
         Some(match &runtime.http_app {
             Some(app) if app_path(req.uri.path()).is_some() => (app.clone(), true),
@@ -180,11 +186,7 @@ impl ProxyHttp for MeshHttp {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.conn = session.digest().and_then(|d| info_of(d.proxy_digest.as_deref())).cloned();
-        ctx.grpc = session
-            .req_header()
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        ctx.grpc = is_grpc(&session.req_header().headers);
         self.find_lane(session, ctx);
         self.begin_trace(session, ctx);
         self.read_request_metadata(session, ctx, self.direction(&ctx.tables));
@@ -449,13 +451,15 @@ impl ProxyHttp for MeshHttp {
                 upstream.insert_header(ctx.tables.snapshot.lanes.header.clone(), lane)?;
             }
         if ctx.to_app {
-            let path = app_path(upstream.uri.path()).unwrap_or("/");
-            let uri = match upstream.uri.query() {
-                Some(q) => format!("{path}?{q}"),
-                None => path.to_string(),
-            };
-            let uri = uri.parse::<http::Uri>().map_err(|e| Error::explain(ErrorType::InvalidHTTPHeader, format!("invoke path: {e}")))?;
-            upstream.set_uri(uri);
+            // `/v1.0/invoke/{app}/method/{m}` becomes the app's `/{m}`; a proxied gRPC path stays.
+            if let Some(path) = app_path(upstream.uri.path()) {
+                let uri = match upstream.uri.query() {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path.to_string(),
+                };
+                let uri = uri.parse::<http::Uri>().map_err(|e| Error::explain(ErrorType::InvalidHTTPHeader, format!("invoke path: {e}")))?;
+                upstream.set_uri(uri);
+            }
             upstream.remove_header(&crate::invoke::INVOKED_HEADER);
         }
         if ctx.to_runtime

@@ -2,7 +2,10 @@
 //! HTTP request on this sidecar's own outbound listener — routed, load balanced, pooled, retried,
 //! circuit-broken and counted exactly like transparent traffic — to the peer sidecar's inbound
 //! listener, which hands it to its runtime, which delivers it to the app (HTTP, or gRPC
-//! `AppCallback.OnInvoke`). Calls to this sidecar's own app go straight to it.
+//! `AppCallback.OnInvoke`). Calls to this sidecar's own app go straight to it. Dapr's gRPC
+//! proxying rides the same listener (see `grpc`).
+
+mod grpc;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +17,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use oxidecar_runtime_apis::{InvokeError, InvokeRequest, InvokeResponse, LoopbackInvoker, ServiceInvoker};
+use oxidecar_runtime_apis::{GrpcBody, InvokeError, InvokeRequest, InvokeResponse, LoopbackInvoker, ServiceInvoker};
 
 use crate::http::REASON_HEADER;
 use crate::shared::Shared;
@@ -24,6 +27,8 @@ use crate::shared::Shared;
 pub const INVOKED_HEADER: HeaderName = HeaderName::from_static("x-oxidecar-invoke");
 /// The calling app's id, as Dapr passes it to the target app.
 pub const CALLER_HEADER: HeaderName = HeaderName::from_static("dapr-caller-app-id");
+/// The target app's id, as Dapr passes it on proxied gRPC calls.
+pub const CALLEE_HEADER: HeaderName = HeaderName::from_static("dapr-callee-app-id");
 /// How long an invocation may take end to end before the caller gets an error.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -33,37 +38,51 @@ pub struct MeshInvoker {
     local: LoopbackInvoker,
     shared: Arc<Shared>,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// HTTP/2 client for proxied gRPC calls (pooled per target authority).
+    grpc_client: Client<grpc::MeshConnector, GrpcBody>,
+    /// Whether this sidecar's app serves gRPC (then proxied calls for it go straight to it).
+    grpc_app: bool,
+}
+
+/// The outbound listener invocation rides, as a loopback-reachable address, from the running config.
+fn invocation_listener(shared: &Shared) -> Result<SocketAddr, String> {
+    let tables = shared.tables.load();
+    let inv = &tables.snapshot.invocation;
+    let listener = tables
+        .snapshot
+        .listeners
+        .iter()
+        .find(|l| l.name == inv.listener)
+        .ok_or_else(|| format!("no listener {:?} to send invocations on (config invocation.listener)", inv.listener))?;
+    let mut addr = listener.address;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    Ok(addr)
 }
 
 impl MeshInvoker {
-    pub fn new(app_id: &str, local: LoopbackInvoker, shared: Arc<Shared>) -> Self {
+    /// `grpc_app`: the local app's address when it speaks gRPC.
+    pub fn new(app_id: &str, local: LoopbackInvoker, grpc_app: Option<SocketAddr>, shared: Arc<Shared>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        let mesh = grpc::MeshConnector { shared: shared.clone(), local_app: grpc_app.map(|a| (Arc::from(app_id), a)) };
         Self {
             app_id: app_id.to_string(),
             caller: HeaderValue::from_str(app_id).unwrap_or(HeaderValue::from_static("unknown")),
             local,
             shared,
             client: Client::builder(TokioExecutor::new()).build(connector),
+            grpc_client: Client::builder(TokioExecutor::new()).http2_only(true).build(mesh),
+            grpc_app: grpc_app.is_some(),
         }
     }
 
-    /// The outbound listener invocation rides (as a loopback-reachable address) and the authority
-    /// calls to `app_id` are routed by, both from the running config.
+    /// The outbound listener invocation rides and the authority calls to `app_id` are routed by,
+    /// both from the running config.
     fn route_for(&self, app_id: &str) -> Result<(SocketAddr, String), String> {
-        let tables = self.shared.tables.load();
-        let inv = &tables.snapshot.invocation;
-        let listener = tables
-            .snapshot
-            .listeners
-            .iter()
-            .find(|l| l.name == inv.listener)
-            .ok_or_else(|| format!("no listener {:?} to send invocations on (config invocation.listener)", inv.listener))?;
-        let mut addr = listener.address;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
-        }
-        Ok((addr, inv.authority(app_id).to_string()))
+        let addr = invocation_listener(&self.shared)?;
+        Ok((addr, self.shared.tables.load().snapshot.invocation.authority(app_id).to_string()))
     }
 }
 
@@ -115,5 +134,40 @@ impl ServiceInvoker for MeshInvoker {
             .to_bytes();
         let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         Ok(InvokeResponse { status: parts.status, headers: parts.headers, body, content_type })
+    }
+    async fn proxy_grpc(&self, app_id: &str, req: http::Request<GrpcBody>) -> Result<http::Response<GrpcBody>, InvokeError> {
+        let local = app_id == self.app_id;
+        if local && !self.grpc_app {
+            return Err(unreachable(app_id, "the local app does not serve gRPC (start the sidecar with --app-port and --app-protocol grpc)"));
+        }
+        if !local && req.headers().contains_key(&INVOKED_HEADER) {
+            return Err(unreachable(app_id, format!("this sidecar serves app {:?}; a call that crossed the mesh is not forwarded again", self.app_id)));
+        }
+        // The local app is reached by its app id (the connector knows its port); other apps by
+        // their invocation authority, on the invocation listener.
+        let authority = if local { app_id.to_string() } else { self.shared.tables.load().snapshot.invocation.authority(app_id).to_string() };
+        let (mut parts, body) = req.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = format!("http://{authority}{path}")
+            .parse()
+            .map_err(|e| unreachable(app_id, format!("{authority:?} is not a usable authority: {e}")))?;
+        parts.headers.remove(header::HOST);
+        parts.headers.insert(CALLER_HEADER, self.caller.clone());
+        if let Ok(callee) = HeaderValue::from_str(app_id) {
+            parts.headers.insert(CALLEE_HEADER, callee);
+        }
+        if !local {
+            parts.headers.insert(INVOKED_HEADER, HeaderValue::from_static("1"));
+        }
+        let response = self
+            .grpc_client
+            .request(http::Request::from_parts(parts, body))
+            .await
+            .map_err(|e| unreachable(app_id, format!("{authority}: {e}")))?;
+        if let Some(reason) = response.headers().get(REASON_HEADER).and_then(|v| v.to_str().ok()) {
+            // The mesh answered instead of the app: no route, upstream down, overflow, timeout.
+            return Err(unreachable(app_id, format!("{authority}: {reason}")));
+        }
+        Ok(response.map(GrpcBody::new))
     }
 }

@@ -175,11 +175,12 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
     let health_listener = bind("health", admin_cfg.health_address).map_err(|e| StartupError(vec![e]))?;
 
     let metrics = Metrics::new().map_err(|e| StartupError(vec![format!("metrics registry: {e}")]))?;
-    let http_app = match (opts.runtime.app_port, opts.runtime.app_protocol) {
-        (Some(port), oxidecar_runtime_apis::AppProtocol::Http) => Some(SocketAddr::from(([127, 0, 0, 1], port))),
+    let app_on = |protocol| match opts.runtime.app_port {
+        Some(port) if opts.runtime.app_protocol == protocol => Some(SocketAddr::from(([127, 0, 0, 1], port))),
         _ => None,
     };
-    let runtime = LocalRuntime::new(opts.runtime.http_addr, http_app, opts.runtime.api_token.as_deref());
+    let (http_app, grpc_app) = (app_on(oxidecar_runtime_apis::AppProtocol::Http), app_on(oxidecar_runtime_apis::AppProtocol::Grpc));
+    let runtime = LocalRuntime::new(opts.runtime.http_addr, http_app, grpc_app, opts.runtime.api_token.as_deref());
     let tables = Tables::build(Arc::new(snapshot), None, Some(Arc::new(runtime))).map_err(|e| StartupError(vec![e.to_string()]))?;
     let tls_metrics = crate::tls::TlsMetrics::new(&metrics.registry).map_err(|e| StartupError(vec![format!("metrics registry: {e}")]))?;
     let tls = crate::tls::TlsContext::new(tls_metrics).map_err(|e| StartupError(vec![format!("TLS: {e}")]))?;
@@ -245,7 +246,11 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
             };
             rt.block_on(async move {
                 let local = LoopbackInvoker::new(runtime_cfg.app_id.clone(), runtime_cfg.app_port, runtime_cfg.app_protocol);
-                let invoker = Arc::new(MeshInvoker::new(&runtime_cfg.app_id, local, control_shared.clone()));
+                let grpc_app = match runtime_cfg.app_port {
+                    Some(port) if runtime_cfg.app_protocol == oxidecar_runtime_apis::AppProtocol::Grpc => Some(SocketAddr::from(([127, 0, 0, 1], port))),
+                    _ => None,
+                };
+                let invoker = Arc::new(MeshInvoker::new(&runtime_cfg.app_id, local, grpc_app, control_shared.clone()));
                 // The Shutdown RPC drains the whole sidecar, exactly like SIGTERM.
                 let on_shutdown: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {
                     tracing::info!("Shutdown requested through the runtime API");

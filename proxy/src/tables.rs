@@ -226,29 +226,33 @@ pub struct LocalRuntime {
     /// The local app itself when it speaks HTTP: invocations skip the runtime hop and go straight
     /// to it (a gRPC app needs the runtime to turn them into `OnInvoke`).
     pub http_app: Option<Arc<ClusterState>>,
+    /// The local app when it speaks gRPC: gRPC calls proxied to it by a peer's runtime
+    /// (`dapr-app-id`) are handed to it as they are, over HTTP/2.
+    pub grpc_app: Option<Arc<ClusterState>>,
     /// `DAPR_API_TOKEN`, added to handed-over invocations when the runtime requires it.
     pub api_token: Option<http::HeaderValue>,
 }
 
 impl LocalRuntime {
-    pub fn new(http_addr: SocketAddr, http_app: Option<SocketAddr>, api_token: Option<&str>) -> Self {
+    pub fn new(http_addr: SocketAddr, http_app: Option<SocketAddr>, grpc_app: Option<SocketAddr>, api_token: Option<&str>) -> Self {
         Self {
-            cluster: Arc::new(local_cluster("dapr-runtime", http_addr)),
-            http_app: http_app.map(|a| Arc::new(local_cluster("dapr-app", a))),
+            cluster: Arc::new(local_cluster("dapr-runtime", http_addr, UpstreamProtocol::Http1)),
+            http_app: http_app.map(|a| Arc::new(local_cluster("dapr-app", a, UpstreamProtocol::Http1))),
+            grpc_app: grpc_app.map(|a| Arc::new(local_cluster("dapr-app", a, UpstreamProtocol::H2))),
             api_token: api_token.and_then(|t| http::HeaderValue::from_str(t).ok()),
         }
     }
 }
 
 /// A one-endpoint cluster for something on this host.
-fn local_cluster(name: &str, address: SocketAddr) -> ClusterState {
+fn local_cluster(name: &str, address: SocketAddr, protocol: UpstreamProtocol) -> ClusterState {
         ClusterState {
             name: name.into(),
             service: name.into(),
             service_name: name.into(),
             kind: ClusterKind::Static,
             connect_timeout: Duration::from_secs(1),
-            protocol: UpstreamProtocol::Http1,
+            protocol,
             circuit_breakers: model::CircuitBreakers::default(),
             lb: LoadBalancer::new(model::LbPolicy::RoundRobin, &[1], &[]),
             endpoints: vec![EndpointState {

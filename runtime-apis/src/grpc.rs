@@ -3,6 +3,7 @@
 mod blocks;
 mod component;
 mod meta;
+mod proxy;
 mod pubsub;
 mod service;
 mod state;
@@ -97,7 +98,7 @@ fn token_check(token: Option<String>) -> impl FnMut(Request<()>) -> Result<Reque
 pub async fn serve(api: Arc<Api>, listener: TcpListener, shutdown: CancellationToken) -> Result<(), tonic::transport::Error> {
     let token = api.config.api_token.clone();
     let api_tracer = api.config.tracer.clone();
-    let svc = DaprServer::with_interceptor(GrpcApi { api }, token_check(token));
+    let svc = DaprServer::with_interceptor(GrpcApi { api: api.clone() }, token_check(token));
     // The builder's tcp_nodelay only applies to listeners tonic binds itself; small unary answers
     // must not wait for Nagle + delayed ACK, so set it on every accepted connection.
     let incoming = TcpListenerStream::new(listener).map(|conn| {
@@ -107,9 +108,14 @@ pub async fn serve(api: Arc<Api>, listener: TcpListener, shutdown: CancellationT
         conn
     });
     let traced = crate::tracer::GrpcTraceLayer(api_tracer);
+    // Paths no service claims are Dapr's gRPC proxying (or UNIMPLEMENTED without dapr-app-id).
+    let fallback_api = api.clone();
+    let router = tonic::service::Routes::new(svc)
+        .into_axum_router()
+        .fallback(move |req: axum::extract::Request| proxy::forward(fallback_api.clone(), req));
     tonic::transport::Server::builder()
         .layer(traced)
-        .add_service(svc)
+        .add_routes(tonic::service::Routes::from(router))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
 }

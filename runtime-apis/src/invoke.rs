@@ -48,7 +48,18 @@ pub enum InvokeError {
 pub trait ServiceInvoker: Send + Sync + 'static {
     /// Invoke `method` on app `app_id` with an HTTP-shaped request; the proxy implements this with its outbound path.
     async fn invoke(&self, req: InvokeRequest) -> Result<InvokeResponse, InvokeError>;
+
+    /// Forwards a plain gRPC call (Dapr's gRPC proxying: any service but the Dapr API, sent to the
+    /// runtime's gRPC port with `dapr-app-id`) to app `app_id`, streaming both ways; the answer is
+    /// the target app's, status and trailers included. The default refuses: only the proxy, whose
+    /// outbound path reaches other apps, forwards them.
+    async fn proxy_grpc(&self, app_id: &str, _req: http::Request<GrpcBody>) -> Result<http::Response<GrpcBody>, InvokeError> {
+        Err(InvokeError::Unreachable { app_id: app_id.to_string(), reason: "this runtime does not forward gRPC calls (no mesh proxy)".to_string() })
+    }
 }
+
+/// The body of a proxied gRPC call, either way.
+pub type GrpcBody = axum::body::Body;
 
 /// Invokes the local app on `127.0.0.1:<app port>` (HTTP, or gRPC `AppCallback.OnInvoke`); other app
 /// ids are unreachable.

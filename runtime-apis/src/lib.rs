@@ -17,7 +17,7 @@ mod tracer;
 
 pub use config::{AppProtocol, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR, RuntimeConfig};
 pub use error::Error;
-pub use invoke::{InvokeError, InvokeRequest, InvokeResponse, LoopbackInvoker, ServiceInvoker};
+pub use invoke::{GrpcBody, InvokeError, InvokeRequest, InvokeResponse, LoopbackInvoker, ServiceInvoker};
 pub use runtime::Runtime;
 pub use tracer::{CallSpan, CallTracer};
 

@@ -39,6 +39,8 @@ type ChatStream = Pin<Box<dyn Stream<Item = Result<EchoReply, Status>> + Send>>;
 #[tonic::async_trait]
 impl Echo for EchoService {
     async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+        // Echoed back so tests see which caller a sidecar named (Dapr's gRPC proxying).
+        let caller = request.metadata().get("dapr-caller-app-id").cloned();
         let mut req = request.into_inner();
         if let Some(code) = self.always_fail {
             req.fail_code = code;
@@ -50,6 +52,9 @@ impl Echo for EchoService {
         }
         let mut resp = Response::new(EchoReply { message: format!("{}: {}", self.name, req.message) });
         resp.metadata_mut().insert("x-served-by", self.name.parse().expect("ascii"));
+        if let Some(caller) = caller {
+            resp.metadata_mut().insert("x-echo-caller", caller);
+        }
         Ok(resp)
     }
 

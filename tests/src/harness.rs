@@ -293,6 +293,34 @@ pub fn http_config(port: u16, vhosts: &str, clusters: &str) -> String {
     )
 }
 
+/// The config of sidecar A (workload `checkout-v1`) in the invocation tests: app id `orders` is
+/// routed by `orders.shop.svc.cluster.local` on the outbound listener `virtualOutbound` at
+/// `outbound`, to the cluster `orders` whose endpoints are `endpoints` (a YAML flow list).
+pub fn checkout_sidecar_config(outbound: u16, endpoints: &str) -> String {
+    format!(
+        r#"
+node: {{ workload: checkout-v1, namespace: shop }}
+invocation:
+  listener: virtualOutbound
+  apps: {{ orders: orders.shop.svc.cluster.local }}
+listeners:
+  - name: virtualOutbound
+    address: 127.0.0.1:{outbound}
+    filter_chains: [{{ http: {{ route_config: outbound }} }}]
+route_configs:
+  - name: outbound
+    virtual_hosts:
+      - name: orders
+        domains: ["orders.shop.svc.cluster.local"]
+        routes:
+          - match: {{ prefix: "/" }}
+            route: {{ cluster: orders, retry_policy: {{ retry_on: [connect-failure] }} }}
+clusters:
+  - {{ name: orders, service: orders.shop.svc.cluster.local, endpoints: {endpoints} }}
+"#
+    )
+}
+
 /// A virtual host for every domain with one route for `/` whose action is `action` (YAML flow map body).
 pub fn catch_all(action: &str) -> String {
     format!("      - {{ name: all, domains: [\"*\"], routes: [{{ match: {{ prefix: \"/\" }}, route: {{ {action} }} }}] }}\n")

@@ -32,28 +32,7 @@ route_configs:
     let (a_outbound, a_grpc, a_http) = (free_port(), free_port(), free_port());
     let a = Proxy::start_with_args(
         AdminPorts::new(),
-        &format!(
-            r#"
-node: {{ workload: checkout-v1, namespace: shop }}
-invocation:
-  listener: virtualOutbound
-  apps: {{ orders: orders.shop.svc.cluster.local }}
-listeners:
-  - name: virtualOutbound
-    address: 127.0.0.1:{a_outbound}
-    filter_chains: [{{ http: {{ route_config: outbound }} }}]
-route_configs:
-  - name: outbound
-    virtual_hosts:
-      - name: orders
-        domains: ["orders.shop.svc.cluster.local"]
-        routes:
-          - match: {{ prefix: "/" }}
-            route: {{ cluster: orders, retry_policy: {{ retry_on: [connect-failure] }} }}
-clusters:
-  - {{ name: orders, service: orders.shop.svc.cluster.local, endpoints: [{{ address: 127.0.0.1:{b_inbound} }}] }}
-"#
-        ),
+        &checkout_sidecar_config(a_outbound, &format!("[{{ address: 127.0.0.1:{b_inbound} }}]")),
         &["--app-id", "checkout", "--dapr-grpc-port", &a_grpc.to_string(), "--dapr-http-port", &a_http.to_string()],
     )
     .await;
