@@ -1,7 +1,9 @@
-//! Request policy as pure logic, without sockets: route matching, weighted cluster picks and load
-//! balancing. Built once per config snapshot; shared by transparent traffic and service invocation.
+//! Request policy as pure logic, without sockets: route matching, weighted cluster picks, load
+//! balancing, retries, outlier detection and the connection circuit breakers.
+//! Built once per config snapshot; shared by transparent traffic and service invocation.
 #![forbid(unsafe_code)]
 
+pub mod breaker;
 pub mod hash;
 pub mod lane;
 pub mod lb;

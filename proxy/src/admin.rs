@@ -75,7 +75,9 @@ async fn clusters(State(s): State<AdminState>, Query(q): Query<ClustersQuery>) -
                     "name": &*c.name,
                     "service": &*c.service,
                     "rq_active": load(&c.stats.rq_active),
-                    "upstream_rq_pending_overflow": load(&c.stats.upstream_rq_pending_overflow),
+                    "upstream_rq_pending_overflow": c.stats.pending_overflow_total(),
+                    "upstream_rq_pending_active": c.stats.gate.stats().pending_active,
+                    "upstream_cx_overflow": c.stats.gate.stats().cx_overflow,
                     "endpoints": c.endpoints.iter().enumerate().map(|(i, e)| serde_json::json!({
                         "address": e.address.to_string(),
                         "weight": e.weight,
@@ -94,7 +96,10 @@ async fn clusters(State(s): State<AdminState>, Query(q): Query<ClustersQuery>) -
     let mut out = String::new();
     for c in &tables.clusters {
         let _ = writeln!(out, "{}::rq_active::{}", c.name, load(&c.stats.rq_active));
-        let _ = writeln!(out, "{}::upstream_rq_pending_overflow::{}", c.name, load(&c.stats.upstream_rq_pending_overflow));
+        let gate = c.stats.gate.stats();
+        let _ = writeln!(out, "{}::upstream_rq_pending_overflow::{}", c.name, c.stats.pending_overflow_total());
+        let _ = writeln!(out, "{}::upstream_rq_pending_active::{}", c.name, gate.pending_active);
+        let _ = writeln!(out, "{}::upstream_cx_overflow::{}", c.name, gate.cx_overflow);
         for (i, e) in c.endpoints.iter().enumerate() {
             let p = format!("{}::{}", c.name, e.address);
             let _ = writeln!(out, "{p}::weight::{}", e.weight);

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use oxidecar_filters::breaker::{Occupancy, PendingOverflow};
 use oxidecar_filters::outlier::Outcome;
 use oxidecar_filters::route::CompiledRoute;
 use oxidecar_filters::retry::{self, Attempt};
@@ -36,8 +37,8 @@ use crate::tls::upstream::Carrying;
 
 /// Header naming why the proxy answered instead of the upstream.
 pub const REASON_HEADER: &str = "x-oxidecar-reason";
-/// Concurrent HTTP/2 streams per pooled upstream connection.
-const MAX_H2_STREAMS: usize = 100;
+/// Concurrent HTTP/2 streams per pooled upstream connection (the circuit breakers count the same).
+const MAX_H2_STREAMS: usize = oxidecar_filters::breaker::STREAMS_PER_CONNECTION as usize;
 
 /// The `ProxyHttp` of one listener.
 pub struct MeshHttp {
@@ -110,6 +111,39 @@ impl MeshHttp {
         })
     }
 
+    /// Takes the attempt's share of the cluster's `max_connections` (a whole connection for
+    /// HTTP/1, one stream for HTTP/2), waiting as pending (up to the route deadline) when none is
+    /// free; a full pending queue is an immediate 503 `UO`.
+    async fn admit_connection(&self, cluster: &ClusterState, h2: bool, ctx: &mut RequestCtx) -> Result<()> {
+        let occupancy = if h2 { Occupancy::Stream } else { Occupancy::Connection };
+        let gate = &cluster.stats.gate;
+        let limits = cluster.gate_limits();
+        let admitted = match gate.try_acquire(occupancy, limits) {
+            Some(permit) => Ok(permit),
+            None => match ctx.deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline.into(), gate.acquire(occupancy, limits)).await {
+                    Ok(admitted) => admitted,
+                    Err(_) => {
+                        ctx.reply = Some(TIMEOUT);
+                        return Err(Error::explain(ErrorType::HTTPStatus(504), TIMEOUT.reason));
+                    }
+                },
+                None => gate.acquire(occupancy, limits).await,
+            },
+        };
+        match admitted {
+            Ok(permit) => {
+                ctx.connection = Some(permit);
+                Ok(())
+            }
+            Err(PendingOverflow) => {
+                tracing::debug!(cluster = %cluster.name, "max_connections in use and max_pending_requests waiting: 503 UO");
+                ctx.reply = Some(PENDING_OVERFLOW);
+                Err(Error::explain(ErrorType::HTTPStatus(503), PENDING_OVERFLOW.reason))
+            }
+        }
+    }
+
     fn direction(&self, tables: &Tables) -> TrafficDirection {
         tables.listeners.get(&*self.listener).map_or(TrafficDirection::Outbound, |l| l.direction)
     }
@@ -163,6 +197,7 @@ impl ProxyHttp for MeshHttp {
             route: None,
             cluster: None,
             endpoint: None,
+            connection: None,
             tried: Vec::new(),
             retries: 0,
             retrying_on_status: false,
@@ -256,6 +291,12 @@ impl ProxyHttp for MeshHttp {
             ctx.reply = Some(TIMEOUT);
             return Err(Error::explain(ErrorType::HTTPStatus(504), TIMEOUT.reason));
         }
+        let h2 = match cluster.protocol {
+            UpstreamProtocol::H2 => true,
+            UpstreamProtocol::Http1 => false,
+            UpstreamProtocol::Auto => session.is_http2(),
+        };
+        self.admit_connection(&cluster, h2, ctx).await?;
         let mut endpoint_tls = false;
         let addr = match cluster.kind {
             ClusterKind::Blackhole => {
@@ -295,11 +336,6 @@ impl ProxyHttp for MeshHttp {
         peer.options.read_timeout = match (per_try, remaining) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        };
-        let h2 = match cluster.protocol {
-            UpstreamProtocol::H2 => true,
-            UpstreamProtocol::Http1 => false,
-            UpstreamProtocol::Auto => session.is_http2(),
         };
         if h2 {
             peer.options.set_http_version(2, 2);

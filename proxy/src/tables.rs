@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use oxidecar_filters::ClusterId;
+use oxidecar_filters::breaker::{ConnectionGate, Limits};
 use oxidecar_filters::lb::LoadBalancer;
 use oxidecar_filters::outlier::{OutlierDetector, Outcome};
 use oxidecar_filters::route::{Destination, RouteTable};
@@ -43,7 +44,18 @@ pub struct EndpointState {
 pub struct ClusterStats {
     pub rq_active: AtomicU64,
     pub rq_retry_active: AtomicU64,
+    /// Requests refused by `max_requests` (Envoy counts them in `upstream_rq_pending_overflow`
+    /// together with the pending-queue refusals the gate counts).
     pub upstream_rq_pending_overflow: AtomicU64,
+    /// `max_connections` and `max_pending_requests`.
+    pub gate: Arc<ConnectionGate>,
+}
+
+impl ClusterStats {
+    /// Envoy's `upstream_rq_pending_overflow`: refused by `max_requests` or a full pending queue.
+    pub fn pending_overflow_total(&self) -> u64 {
+        self.upstream_rq_pending_overflow.load(Ordering::Relaxed) + self.gate.stats().pending_overflow
+    }
 }
 
 #[derive(Debug)]
@@ -73,6 +85,11 @@ pub struct ClusterState {
 }
 
 impl ClusterState {
+    /// The connection circuit breakers' thresholds.
+    pub fn gate_limits(&self) -> Limits {
+        Limits { max_connections: self.circuit_breakers.max_connections, max_pending_requests: self.circuit_breakers.max_pending_requests }
+    }
+
     /// Picks an endpoint of the request's lane (or the base lane when `lane` has no endpoints
     /// here) that is neither in `tried` nor ejected; `None` when there is none.
     pub fn pick(&self, tried: &[usize], lane: Option<&str>, hash_key: Option<u64>) -> Option<usize> {

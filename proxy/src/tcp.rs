@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use oxidecar_filters::breaker::{Occupancy, PendingOverflow};
 use oxidecar_filters::outlier::Outcome;
 use oxidecar_xds::model::{ClusterKind, TrafficDirection};
 use pingora::protocols::Stream;
@@ -127,9 +128,16 @@ pub async fn proxy(
     let peer = downstream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
     let log = crate::accesslog::TcpLog { listener, direction, cluster: &cluster.name, downstream: peer, start };
     let conn = info_of(downstream.get_proxy_digest().as_deref()).cloned().unwrap_or_default();
-    let upstream = connect(shared, cluster, original).await;
+    // The connection holds one of the cluster's `max_connections` for its whole life; beyond it
+    // the downstream waits as pending, and past `max_pending_requests` it is closed at once.
+    let permit = cluster.stats.gate.acquire(Occupancy::Connection, cluster.gate_limits()).await;
+    let upstream = match &permit {
+        Ok(_) => connect(shared, cluster, original).await,
+        Err(PendingOverflow) => None,
+    };
     let flags = match (&upstream, cluster.kind) {
         (Some(_), _) => "-",
+        (None, _) if permit.is_err() => "UO",
         (None, ClusterKind::Blackhole) => "UH",
         (None, _) => "UF",
     };
@@ -144,7 +152,7 @@ pub async fn proxy(
     let m = &shared.metrics;
     m.tcp_opened.with_label_values(&labels).inc();
     let Some(Connected { stream: upstream, addr, .. }) = upstream else {
-        tracing::info!(listener, cluster = %cluster.name, "no upstream connection for TCP; closing (UF)");
+        tracing::info!(listener, cluster = %cluster.name, flags, "no upstream connection for TCP; closing");
         m.tcp_closed.with_label_values(&labels).inc();
         log.write(shared, tables, None, flags, (0, 0), (conn.peer_identity.as_deref(), None));
         return;

@@ -49,7 +49,16 @@ fn collect(s: &AdminState) -> Vec<(String, f64)> {
         let p = format!("cluster.{}", c.name);
         out.push((format!("{p}.upstream_rq_active"), load(&c.stats.rq_active)));
         out.push((format!("{p}.upstream_rq_retry_active"), load(&c.stats.rq_retry_active)));
-        out.push((format!("{p}.upstream_rq_pending_overflow"), load(&c.stats.upstream_rq_pending_overflow)));
+        let gate = c.stats.gate.stats();
+        let limits = c.gate_limits();
+        let flag = |open: bool| if open { 1.0 } else { 0.0 };
+        out.push((format!("{p}.upstream_rq_pending_overflow"), c.stats.pending_overflow_total() as f64));
+        out.push((format!("{p}.upstream_rq_pending_active"), gate.pending_active as f64));
+        out.push((format!("{p}.upstream_rq_pending_total"), gate.pending_total as f64));
+        out.push((format!("{p}.upstream_cx_overflow"), gate.cx_overflow as f64));
+        out.push((format!("{p}.circuit_breakers.default.cx_open"), flag(c.stats.gate.connections_full(limits))));
+        out.push((format!("{p}.circuit_breakers.default.rq_pending_open"), flag(c.stats.gate.pending_full(limits))));
+        out.push((format!("{p}.circuit_breakers.default.rq_open"), flag(load(&c.stats.rq_active) >= f64::from(c.circuit_breakers.max_requests))));
         out.push((format!("{p}.upstream_rq_total"), sum(|e| &e.rq_total)));
         out.push((format!("{p}.upstream_rq_error"), sum(|e| &e.rq_error)));
         out.push((format!("{p}.upstream_cx_connect_fail"), sum(|e| &e.cx_connect_fail)));

@@ -26,6 +26,8 @@ pub struct RequestCtx {
     pub(super) cluster: Option<Admitted>,
     /// Endpoint of the current attempt, counted in its `rq_active`.
     pub(super) endpoint: Option<usize>,
+    /// The current attempt's share of the cluster's `max_connections`, released with the endpoint.
+    pub(super) connection: Option<oxidecar_filters::breaker::Permit>,
     pub(super) tried: Vec<usize>,
     /// Retries made so far; each holds one of the cluster's `max_retries` slots until the end.
     pub(super) retries: u32,
@@ -70,6 +72,7 @@ impl Drop for Admitted {
 
 impl RequestCtx {
     pub(super) fn release_endpoint(&mut self, failed: bool) {
+        self.connection = None;
         if let (Some(i), Some(Admitted(cluster))) = (self.endpoint.take(), &self.cluster) {
             let stats = &cluster.endpoints[i].stats;
             stats.rq_active.fetch_sub(1, Ordering::Relaxed);

@@ -17,6 +17,11 @@ pub(super) struct Reply {
 
 pub(super) const NO_ROUTE: Reply = Reply { status: 404, flags: "NR", reason: "no route matched" };
 pub(super) const OVERFLOW: Reply = Reply { status: 503, flags: "UO", reason: "upstream overflow: circuit breaker max_requests reached" };
+pub(super) const PENDING_OVERFLOW: Reply = Reply {
+    status: 503,
+    flags: "UO",
+    reason: "upstream overflow: circuit breaker max_pending_requests reached (all max_connections in use)",
+};
 pub(super) const NO_HEALTHY: Reply = Reply { status: 503, flags: "UH", reason: "no healthy upstream" };
 pub(super) const NO_ORIGINAL_DST: Reply = Reply { status: 503, flags: "UH", reason: "no original destination for passthrough" };
 pub(super) const BLACKHOLE: Reply = Reply { status: 502, flags: "UH", reason: "destination is not a known service (BlackHoleCluster)" };
