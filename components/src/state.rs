@@ -5,6 +5,7 @@ pub mod in_memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod prefix;
+pub mod query;
 #[cfg(feature = "redis")]
 pub mod redis;
 
@@ -118,6 +119,13 @@ pub trait StateStore: Send + Sync + 'static {
     async fn transact(&self, ops: Vec<TransactionOp>) -> Result<(), ComponentError> {
         let _ = ops;
         Err(ComponentError::Unsupported { operation: "transaction".to_string() })
+    }
+
+    /// Runs a query (QueryStateAlpha1) over the keys that start with `prefix`; result keys come back
+    /// without it. Only stores that report [`StateFeature::QueryApi`] implement it.
+    async fn query(&self, prefix: &str, query: &query::Query) -> Result<query::QueryPage, ComponentError> {
+        let _ = (prefix, query);
+        Err(ComponentError::Unsupported { operation: "query".to_string() })
     }
 
     /// Releases backend resources; idempotent.

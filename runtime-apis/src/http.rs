@@ -104,6 +104,7 @@ fn route_labels(method: &Method, route: &str) -> (&'static str, &'static str) {
         (_, "/v1.0/state/{store}") => ("state", "SaveState"),
         (_, "/v1.0/state/{store}/bulk") => ("state", "GetBulkState"),
         (_, "/v1.0/state/{store}/transaction") => ("state", "ExecuteStateTransaction"),
+        (_, "/v1.0-alpha1/state/{store}/query") => ("state", "QueryStateAlpha1"),
         (_, "/v1.0/publish/{pubsub}/{*topic}") => ("pubsub", "PublishEvent"),
         (_, "/v1.0-alpha1/publish/bulk/{pubsub}/{*topic}") => ("pubsub", "BulkPublishEvent"),
         (_, "/v1.0/bindings/{name}") => ("bindings", "InvokeBinding"),
@@ -166,6 +167,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1.0/state/{store}/bulk", post(state::bulk))
         .route("/v1.0/state/{store}/transaction", post(state::transaction))
         .route("/v1.0/state/{store}/{key}", get(state::get).delete(state::delete))
+        .route("/v1.0-alpha1/state/{store}/query", post(state::query).put(state::query))
         .route("/v1.0/publish/{pubsub}/{*topic}", post(pubsub::publish))
         .route("/v1.0-alpha1/publish/bulk/{pubsub}/{*topic}", post(pubsub::bulk_publish))
         .route("/v1.0/bindings/{name}", post(blocks::invoke_binding).put(blocks::invoke_binding))

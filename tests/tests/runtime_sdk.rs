@@ -199,3 +199,34 @@ spec:
     let _app = s.spawn_app("http_app.py", port);
     assert_ok("declarative_check.py", &s.run("declarative_check.py", &[]).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_state_on_in_memory_and_postgresql_stores() {
+    // A table of this test's own, so other suites sharing the database do not interfere.
+    let table = format!("oxidecar_query_{}", std::process::id());
+    let resources = format!(
+        "apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: pgstore}}
+spec:
+  type: state.postgresql
+  version: v1
+  metadata:
+  - {{name: connectionString, value: \"host=127.0.0.1 port=5432 user=postgres dbname=test\"}}
+  - {{name: tableName, value: {table}}}
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: redisstore}}
+spec:
+  type: state.redis
+  version: v1
+  metadata:
+  - {{name: redisHost, value: \"127.0.0.1:6379\"}}
+"
+    );
+    let s = Sidecar::start_with_resources("query-app", None, &[], &resources).await;
+    let out = s.run("query_check.py", &[("QUERY_STORES", "statestore pgstore"), ("QUERY_UNSUPPORTED", "redisstore")]).await;
+    let _ = Command::new("psql").args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c", &format!("DROP TABLE IF EXISTS {table}")]).output();
+    assert_ok("query_check.py", &out);
+}

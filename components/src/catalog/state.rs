@@ -72,9 +72,9 @@ pub const POSTGRES_CONNECTION: &[Key] = &[
 pub static IN_MEMORY: TypeInfo = TypeInfo {
     type_name: "state.in-memory",
     feature: "",
-    summary: "In-process key/value store: numeric ETags, TTL, atomic transactions. Data lives as long as the process.",
+    summary: "In-process key/value store: numeric ETags, TTL, atomic transactions, the state query API over JSON values. Data lives as long as the process.",
     keys: &[STATE_COMMON],
-    capabilities: &["ETAG", "TRANSACTIONAL", "TTL"],
+    capabilities: &["ETAG", "TRANSACTIONAL", "TTL", "QUERY_API"],
     free_form: None,
 };
 
@@ -95,13 +95,13 @@ pub static REDIS: TypeInfo = TypeInfo {
 pub static POSTGRESQL: TypeInfo = TypeInfo {
     type_name: "state.postgresql",
     feature: "postgres",
-    summary: "Dapr's v1 table: `key text primary key, value jsonb, isbinary, insertdate, updatedate, expiredate`; the row's `xmin` is the ETag; expired rows are deleted periodically.",
+    summary: "Dapr's v1 table: `key text primary key, value jsonb, isbinary, insertdate, updatedate, expiredate`; the row's `xmin` is the ETag; expired rows are deleted periodically; state queries run as one SQL statement over the `jsonb` values.",
     keys: &[STATE_COMMON, POSTGRES_CONNECTION, &[
         Key::optional("tableName", Text, "state", "Table holding the state (created when missing)."),
         Key::optional("metadataTableName", Text, "dapr_metadata", "Table recording the last TTL cleanup (created when missing)."),
         Key::optional("cleanupIntervalInSeconds", Int, "3600", "How often expired rows are deleted; `0` or negative turns it off."),
     ]],
-    capabilities: &["ETAG", "TRANSACTIONAL", "TTL"],
+    capabilities: &["ETAG", "TRANSACTIONAL", "TTL", "QUERY_API"],
     free_form: None,
 };
 

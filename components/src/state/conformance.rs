@@ -36,6 +36,9 @@ pub async fn run(store: &dyn StateStore, ns: &str) -> Outcome {
     if store.features().contains(&StateFeature::Ttl) {
         ttl(store, ns).await?;
     }
+    if store.features().contains(&StateFeature::QueryApi) {
+        queries(store, ns).await?;
+    }
     Ok(())
 }
 
@@ -123,4 +126,43 @@ async fn ttl(s: &dyn StateStore, ns: &str) -> Outcome {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+/// Query: filter on nested keys, sort, pages with a token, only keys under the prefix, only JSON.
+async fn queries(s: &dyn StateStore, ns: &str) -> Outcome {
+    let prefix = format!("{ns}-q||");
+    let docs = [
+        ("1", r#"{"person": {"org": "Dev Ops", "id": 1036}, "state": "WA"}"#),
+        ("2", r#"{"person": {"org": "Finance", "id": 1071}, "state": "CA"}"#),
+        ("3", r#"{"person": {"org": "Dev Ops", "id": 1042}, "state": "WA"}"#),
+        ("4", r#"{"person": {"org": "Dev Ops", "id": 1007}, "state": "WA"}"#),
+        ("5", "not json at all"),
+    ];
+    for (k, v) in docs {
+        ok("set", s.set(set(&format!("{prefix}{k}"), v)).await)?;
+    }
+    let outside = format!("{ns}-q-outside");
+    ok("set", s.set(set(&outside, docs[0].1)).await)?;
+    let keys = |p: &super::query::QueryPage| p.results.iter().map(|r| r.key.clone()).collect::<Vec<_>>();
+    let q = super::query::Query::parse(
+        r#"{"filter": {"AND": [{"EQ": {"state": "WA"}}, {"IN": {"person.org": ["Dev Ops", "Legal"]}}]},
+            "sort": [{"key": "person.id", "order": "DESC"}], "page": {"limit": 2}}"#,
+    )
+    .map_err(|e| e.to_string())?;
+    let first = ok("query", s.query(&prefix, &q).await)?;
+    ensure(keys(&first) == ["3", "1"], "query filters, sorts and cuts a page, keys without the prefix", &first)?;
+    let json = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).ok();
+    let same = json(&first.results[0].value).is_some() && json(&first.results[0].value) == json(docs[2].1.as_bytes());
+    ensure(same && first.results[0].etag.is_some(), "query results carry the value and etag", &first)?;
+    let token = first.token.clone().ok_or("a first page of a longer result has a token")?;
+    let next = super::query::Query { offset: token.parse().map_err(|_| "token is an offset")?, ..q.clone() };
+    let second = ok("query page 2", s.query(&prefix, &next).await)?;
+    ensure(keys(&second) == ["4"] && second.token.is_none(), "the last page has the rest and no token", &second)?;
+    let all = super::query::Query::parse(r#"{"filter": {"GT": {"person.id": 1040}}, "sort": [{"key": "person.id"}]}"#).map_err(|e| e.to_string())?;
+    let got = ok("query GT", s.query(&prefix, &all).await)?;
+    ensure(keys(&got) == ["3", "2"], "GT on a number, ascending", &got)?;
+    for (k, _) in docs {
+        ok("delete", s.delete(del(&format!("{prefix}{k}"))).await)?;
+    }
+    ok("delete", s.delete(del(&outside)).await)
 }

@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
+use super::query::{Query, QueryItem, QueryPage};
 use super::{
     Concurrency, DeleteRequest, SetRequest, StateFeature, StateItem, StateStore, TransactionOp,
     TTL_EXPIRE_TIME, rfc3339, ttl_from_metadata,
@@ -96,7 +97,27 @@ impl InMemoryStateStore {
 #[async_trait::async_trait]
 impl StateStore for InMemoryStateStore {
     fn features(&self) -> &'static [StateFeature] {
-        &[StateFeature::Etag, StateFeature::Transactional, StateFeature::Ttl]
+        &[StateFeature::Etag, StateFeature::Transactional, StateFeature::Ttl, StateFeature::QueryApi]
+    }
+
+    async fn query(&self, prefix: &str, query: &Query) -> Result<QueryPage, ComponentError> {
+        let now = Instant::now();
+        let mut rows: Vec<(serde_json::Value, QueryItem)> = {
+            let items = self.lock();
+            items
+                .iter()
+                .filter(|(k, e)| k.starts_with(prefix) && e.live(now))
+                // Only JSON documents can be queried; other values are never selected.
+                .filter_map(|(k, e)| Some((serde_json::from_slice(&e.value).ok()?, k, e)))
+                .filter(|(doc, _, _)| query.selects(doc))
+                .map(|(doc, k, e)| {
+                    let item = QueryItem { key: k[prefix.len()..].to_string(), value: e.value.clone(), etag: Some(e.etag.to_string()) };
+                    (doc, item)
+                })
+                .collect()
+        };
+        rows.sort_by(|(a, x), (b, y)| query.order(a, b).then_with(|| x.key.cmp(&y.key)));
+        Ok(query.paginate(rows.into_iter().map(|(_, item)| item).collect()))
     }
 
     async fn get(&self, key: &str) -> Result<Option<StateItem>, ComponentError> {

@@ -19,14 +19,19 @@ use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::query::{Query, QueryItem, QueryPage};
 use super::{Concurrency, DeleteRequest, SetRequest, StateFeature, StateItem, StateStore, TTL_EXPIRE_TIME, TransactionOp, rfc3339, ttl_from_metadata};
 use crate::metadata::{Metadata, MetadataError};
 use crate::pg_conn::{PgPool, PgSettings, quote_ident};
 use crate::{ComponentError, catalog};
 
+mod query;
+
 /// The SQL of one table, built once.
 #[derive(Debug)]
 struct Sql {
+    /// The quoted table name.
+    table: String,
     setup: String,
     get: String,
     bulk_get: String,
@@ -45,6 +50,7 @@ const LIVE: &str = "(expiredate IS NULL OR expiredate > CURRENT_TIMESTAMP)";
 impl Sql {
     fn new(table: &str, meta: &str, lock_name: &str) -> Self {
         Self {
+            table: table.to_string(),
             setup: format!(
                 "BEGIN;
                  SELECT pg_advisory_xact_lock(hashtext('oxidecar-state-{lock_name}'));
@@ -258,7 +264,22 @@ async fn run<C: tokio_postgres::GenericClient + Sync>(c: &C, sql: &Sql, stmt: &S
 #[async_trait::async_trait]
 impl StateStore for PostgresStateStore {
     fn features(&self) -> &'static [StateFeature] {
-        &[StateFeature::Etag, StateFeature::Transactional, StateFeature::Ttl]
+        &[StateFeature::Etag, StateFeature::Transactional, StateFeature::Ttl, StateFeature::QueryApi]
+    }
+
+    async fn query(&self, prefix: &str, q: &Query) -> Result<QueryPage, ComponentError> {
+        self.ready().await?;
+        let select = query::select(&self.sql.table, LIVE, prefix, q);
+        let params: Vec<&(dyn ToSql + Sync)> = select.params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+        let rows = self.pg.query("query", &select.sql, &params).await?;
+        let more = q.limit > 0 && rows.len() > q.limit;
+        let mut results = Vec::with_capacity(rows.len());
+        for row in rows.iter().take(if q.limit > 0 { q.limit } else { usize::MAX }) {
+            let (key, item) = decode(row)?;
+            let key = key.strip_prefix(prefix).map(str::to_string).unwrap_or(key);
+            results.push(QueryItem { key, value: item.value, etag: item.etag });
+        }
+        Ok(QueryPage { token: more.then(|| (q.offset + results.len()).to_string()), results })
     }
 
     async fn get(&self, key: &str) -> Result<Option<StateItem>, ComponentError> {

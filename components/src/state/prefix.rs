@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::query::{Query, QueryPage};
 use super::{DeleteRequest, SetRequest, StateFeature, StateItem, StateStore, TransactionOp};
 use crate::ComponentError;
 
@@ -72,6 +73,10 @@ impl StateStore for PrefixedStateStore {
     async fn bulk_get(&self, keys: &[String]) -> Vec<Result<Option<StateItem>, ComponentError>> {
         let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
         self.inner.bulk_get(&keys).await.into_iter().map(|r| r.map_err(|e| self.unprefix(e))).collect()
+    }
+
+    async fn query(&self, prefix: &str, query: &Query) -> Result<QueryPage, ComponentError> {
+        self.inner.query(&self.key(prefix), query).await
     }
 
     async fn set(&self, req: SetRequest) -> Result<(), ComponentError> {

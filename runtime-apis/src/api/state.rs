@@ -1,6 +1,7 @@
 //! State operations.
 
-use oxidecar_components::state::{DeleteRequest, SetRequest, StateItem, StateStore, TransactionOp};
+use oxidecar_components::state::query::{Query, QueryPage};
+use oxidecar_components::state::{DeleteRequest, SetRequest, StateFeature, StateItem, StateStore, TransactionOp};
 
 use super::{Api, check_key, find};
 use crate::error::ApiError;
@@ -73,6 +74,20 @@ impl Api {
                 .map_err(|e| ApiError::component(e, "ERR_STATE_DELETE", format_args!("state store {store:?}: delete key {key:?}")))?;
         }
         Ok(())
+    }
+
+    /// Runs a state query (Dapr's JSON query language) on a store that supports queries.
+    pub async fn query_state(&self, store: &str, query: &str) -> Result<QueryPage, ApiError> {
+        let s = self.state_store(store)?;
+        if !s.features().contains(&StateFeature::QueryApi) {
+            return Err(ApiError::new(
+                tonic::Code::Unimplemented,
+                "ERR_STATE_QUERY_UNSUPPORTED",
+                format!("state store {store:?} does not support queries (QueryStateAlpha1)"),
+            ));
+        }
+        let q = Query::parse(query).map_err(|e| ApiError::component(e, "ERR_MALFORMED_REQUEST", format_args!("state store {store:?}")))?;
+        s.query("", &q).await.map_err(|e| ApiError::component(e, "ERR_STATE_QUERY", format_args!("state store {store:?}: query")))
     }
 
     /// Applies a transaction atomically.

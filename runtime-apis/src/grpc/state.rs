@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use dapr::dapr::proto::common::v1 as common;
 use dapr::dapr::proto::runtime::v1 as pb;
-use oxidecar_components::state::{Concurrency, DeleteRequest, SetRequest, StateFeature, TransactionOp};
+use oxidecar_components::state::{Concurrency, DeleteRequest, SetRequest, TransactionOp};
 use tonic::{Request, Response, Status};
 
 use super::GrpcApi;
@@ -68,16 +68,13 @@ impl GrpcApi {
 
     pub(super) async fn do_query_state_alpha1(&self, req: Request<pb::QueryStateRequest>) -> Result<Response<pb::QueryStateResponse>, Status> {
         let r = req.into_inner();
-        let store = self.api.stores.state.get(&r.store_name).ok_or_else(|| {
-            ApiError::new(tonic::Code::InvalidArgument, "ERR_STATE_STORE_NOT_FOUND", format!("state store {:?} is not found", r.store_name))
-        })?;
-        if !store.features().contains(&StateFeature::QueryApi) {
-            return Err(Status::unimplemented(format!(
-                "state store {:?} does not support queries (QueryStateAlpha1)",
-                r.store_name
-            )));
-        }
-        Err(super::unimplemented("QueryStateAlpha1"))
+        let page = self.api.query_state(&r.store_name, &r.query).await?;
+        let results = page
+            .results
+            .into_iter()
+            .map(|i| pb::QueryStateItem { key: i.key, data: i.value.to_vec(), etag: i.etag.unwrap_or_default(), error: String::new() })
+            .collect();
+        Ok(Response::new(pb::QueryStateResponse { results, token: page.token.unwrap_or_default(), metadata: Default::default() }))
     }
 
     pub(super) async fn do_delete_state(&self, req: Request<pb::DeleteStateRequest>) -> Result<Response<()>, Status> {

@@ -135,6 +135,25 @@ pub async fn bulk(State(api): Shared, Path(store): Path<String>, body: Bytes) ->
     ))
 }
 
+/// POST or PUT /v1.0-alpha1/state/{store}/query: `{results: [{key, data, etag}], token}`.
+pub async fn query(State(api): Shared, Path(store): Path<String>, body: Bytes) -> Result<axum::Json<Value>, ApiError> {
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::malformed(format!("state store {store:?}: query body is not UTF-8")))?;
+    let page = api.query_state(&store, text).await?;
+    let results: Vec<Value> = page
+        .results
+        .into_iter()
+        .map(|i| {
+            let data = serde_json::from_slice(&i.value).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&i.value).into_owned()));
+            serde_json::json!({"key": i.key, "data": data, "etag": i.etag.unwrap_or_default()})
+        })
+        .collect();
+    let mut out = serde_json::json!({ "results": results });
+    if let Some(t) = page.token {
+        out["token"] = Value::String(t);
+    }
+    Ok(axum::Json(out))
+}
+
 #[derive(Deserialize)]
 struct Operation {
     operation: String,
