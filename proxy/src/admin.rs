@@ -14,6 +14,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+mod envoy_dump;
 mod merge;
 mod ops;
 
@@ -28,6 +29,8 @@ pub struct AdminState {
     pub started: std::time::Instant,
     /// The app's metrics endpoint from `ISTIO_PROMETHEUS_ANNOTATIONS` (the config's wins).
     pub app_scrape: Option<oxidecar_xds::model::AppScrape>,
+    /// With xDS: the Envoy resources the client holds, for `/config_dump?format=envoy`.
+    pub xds_held: Option<oxidecar_xds::ads::HeldView>,
 }
 
 async fn ready(State(s): State<AdminState>) -> Response {
@@ -45,7 +48,18 @@ async fn prometheus(State(s): State<AdminState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.shared.metrics.render()).into_response()
 }
 
-async fn config_dump(State(s): State<AdminState>) -> Response {
+#[derive(Deserialize)]
+struct DumpQuery {
+    format: Option<String>,
+}
+
+/// oxidecar's effective config, or with `?format=envoy` an Envoy admin ConfigDump (envoy_dump.rs).
+async fn config_dump(State(s): State<AdminState>, Query(q): Query<DumpQuery>) -> Response {
+    match q.format.as_deref() {
+        None | Some("json") => {}
+        Some("envoy") => return axum::Json(envoy_dump::render(&s)).into_response(),
+        Some(other) => return (StatusCode::BAD_REQUEST, format!("format {other:?}: use envoy or json\n")).into_response(),
+    }
     let tables = s.shared.tables.load();
     let body = serde_json::json!({
         "source": s.source.describe(),

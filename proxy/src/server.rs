@@ -63,6 +63,7 @@ impl XdsOptions {
             node: oxidecar_xds::ads::node_from_env(|k| std::env::var(k).ok(), std::env::vars()),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
+            held: oxidecar_xds::ads::HeldView::default(),
         })
     }
 }
@@ -227,7 +228,8 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
         listen_addrs.push(l.address);
     }
 
-    let state = AdminState { shared: shared.clone(), source: source.clone(), started: Instant::now(), app_scrape: admin::app_scrape_from_env() };
+    let xds_held = ads.as_ref().map(|a| a.held.clone());
+    let state = AdminState { shared: shared.clone(), source: source.clone(), started: Instant::now(), app_scrape: admin::app_scrape_from_env(), xds_held };
     let control_shared = shared.clone();
     let stop = control_stop.clone();
     let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();

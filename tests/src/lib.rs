@@ -7,6 +7,7 @@ pub mod harness;
 pub mod mtls;
 pub mod otlp;
 pub mod pods;
+pub mod sds;
 pub mod upstream;
 pub mod xds;
 

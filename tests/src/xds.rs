@@ -283,3 +283,59 @@ impl AggregatedDiscoveryService for Ads {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
+
+/// The Istio fixtures live beside the repository (`../shared/fixtures/istio`), or where
+/// OXIDECAR_ISTIO_FIXTURES says.
+pub fn fixture(name: &str) -> String {
+    let dir = std::env::var("OXIDECAR_ISTIO_FIXTURES")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/istio").to_string());
+    let path = format!("{dir}/{name}");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e} (set OXIDECAR_ISTIO_FIXTURES to the Istio fixture folder)"))
+}
+
+/// The full hotel-reservation sidecar dump (pod `geo` in namespace `hr2`).
+pub fn hotel() -> ResourceSet {
+    let dump = oxidecar_xds::envoy::dump::read_config_dump(&fixture("sidecar-full-configdump-v3-istio1.18-hotelreservation-geo.json")).expect("dump");
+    assert!(dump.unreadable.is_empty(), "{:?}", dump.unreadable);
+    dump.resources
+}
+
+/// Endpoints of `cluster` replaced by in-test upstreams with weights.
+pub fn set_endpoints(set: &mut ResourceSet, cluster: &str, eps: &[(SocketAddr, u32)]) {
+    set_endpoints_with(set, cluster, eps, &[]);
+}
+
+/// Like [`set_endpoints`], each endpoint carrying `transport_socket_match` metadata (Istio puts
+/// `tlsMode: istio` there for endpoints with a sidecar, which selects the mTLS transport socket).
+pub fn set_endpoints_with(set: &mut ResourceSet, cluster: &str, eps: &[(SocketAddr, u32)], socket_match: &[(&str, &str)]) {
+    use envoy_types::pb::envoy::config::core::v3::{Address, Metadata, SocketAddress, address, socket_address};
+    use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint};
+    use envoy_types::pb::google::protobuf::{Struct, Value, value};
+    let metadata = (!socket_match.is_empty()).then(|| {
+        let fields = socket_match.iter().map(|(k, v)| (k.to_string(), Value { kind: Some(value::Kind::StringValue(v.to_string())) })).collect();
+        Metadata { filter_metadata: [("envoy.transport_socket_match".to_string(), Struct { fields })].into(), ..Default::default() }
+    });
+    let lb_endpoints = eps
+        .iter()
+        .map(|(addr, w)| LbEndpoint {
+            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                address: Some(Address {
+                    address: Some(address::Address::SocketAddress(SocketAddress {
+                        address: addr.ip().to_string(),
+                        port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(addr.port()))),
+                        ..Default::default()
+                    })),
+                }),
+                ..Default::default()
+            })),
+            load_balancing_weight: Some(envoy_types::pb::google::protobuf::UInt32Value { value: *w }),
+            health_status: 1,
+            metadata: metadata.clone(),
+            ..Default::default()
+        })
+        .collect();
+    set.endpoints.insert(
+        cluster.to_string(),
+        ClusterLoadAssignment { cluster_name: cluster.to_string(), endpoints: vec![LocalityLbEndpoints { lb_endpoints, ..Default::default() }], ..Default::default() },
+    );
+}

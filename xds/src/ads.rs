@@ -25,6 +25,7 @@ use std::time::Duration;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use tokio_util::sync::CancellationToken;
 
+use crate::envoy::render::DumpView;
 use crate::envoy::{SdsSecret, Translation};
 use crate::model::Snapshot;
 
@@ -48,24 +49,34 @@ pub struct AdsConfig {
     pub node: Node,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// What the client holds, kept for the Envoy-shaped `/config_dump`.
+    pub held: HeldView,
 }
+
+/// The resources the client holds (ADS and SDS), as last accepted, with versions, update times
+/// and what was refused: shared with the admin endpoint.
+pub type HeldView = Arc<std::sync::Mutex<DumpView>>;
 
 /// What the proxy does with what the client receives.
 pub trait Handler: Send + Sync + 'static {
     /// Puts a complete, translated snapshot in force. An error NACKs the update that produced it.
     fn apply(&self, translation: &Translation) -> Result<(), String>;
-    /// A workload secret arrived or changed.
-    fn secret(&self, secret: &SdsSecret);
+    /// A workload secret arrived or changed. An error (the certificate does not parse, the key
+    /// does not match it, ...) NACKs the secret, and the one held before stays in force.
+    fn secret(&self, secret: &SdsSecret) -> Result<(), String>;
 }
 
 /// Runs the client until `stop`: connects, streams, reconnects with backoff.
 pub async fn run(config: AdsConfig, base: Snapshot, handler: Arc<dyn Handler>, metrics: XdsMetrics, stop: CancellationToken) {
-    let state = Arc::new(tokio::sync::Mutex::new(state::State::new(base, config.sds_address.is_none())));
+    if let Ok(mut view) = config.held.lock() {
+        view.node = Some(config.node.clone());
+    }
+    let state = Arc::new(tokio::sync::Mutex::new(state::State::new(base, config.sds_address.is_none(), config.held.clone())));
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(sds) = config.sds_address.clone() {
-        let (node, handler, metrics, stop) = (config.node.clone(), handler.clone(), metrics.clone(), stop.clone());
+        let (node, handler, metrics, stop, held) = (config.node.clone(), handler.clone(), metrics.clone(), stop.clone(), config.held.clone());
         let backoff = (config.initial_backoff, config.max_backoff);
-        tasks.spawn(async move { stream::run_sds(sds, node, handler, metrics, backoff, stop).await });
+        tasks.spawn(async move { stream::run_sds(sds, node, handler, metrics, backoff, held, stop).await });
     }
     let mut backoff = config.initial_backoff;
     loop {

@@ -15,6 +15,7 @@ mod endpoint;
 mod http;
 mod listener;
 mod reflect;
+pub mod render;
 mod report;
 mod route;
 mod secret;

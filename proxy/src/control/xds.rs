@@ -51,23 +51,42 @@ impl Handler for XdsHandler {
         Ok(())
     }
 
-    fn secret(&self, s: &SdsSecret) {
-        let Ok(mut held) = self.secrets.lock() else { return };
+    fn secret(&self, s: &SdsSecret) -> Result<(), String> {
+        let refused = |e: String| {
+            self.shared.tls.metrics.identity_updates.with_label_values(&["rejected"]).inc();
+            e
+        };
+        // Each secret is checked on its own when it arrives, so a bad one is NACKed by name even
+        // while its partner is still missing.
         match s.name.as_str() {
-            "ROOTCA" => held.1 = Some(s.clone()),
-            _ => held.0 = Some(s.clone()),
-        }
-        let (Some(cert), Some(root)) = (&held.0, &held.1) else { return };
-        let (Some(chain), Some(key), Some(roots)) = (&cert.cert_chain_pem, &cert.private_key_pem, &root.trusted_ca_pem) else { return };
-        let result = crate::tls::WorkloadCerts::from_pem(chain.as_bytes(), key.as_bytes(), roots.as_bytes())
-            .map_err(|e| e.to_string())
-            .and_then(|c| self.shared.tls.set_identity(c).map_err(|e| e.to_string()));
-        match result {
-            Ok(()) => tracing::info!("workload identity installed from SDS"),
-            Err(e) => {
-                self.shared.tls.metrics.identity_updates.with_label_values(&["rejected"]).inc();
-                tracing::warn!(error = %e, "SDS secret refused; keeping the identity in force");
+            "ROOTCA" => {
+                let pem = s.trusted_ca_pem.as_deref().ok_or("ROOTCA carries no trusted_ca").map_err(|e| refused(e.to_string()))?;
+                crate::tls::identity::trust_bundle_from_pem(pem.as_bytes()).map_err(|e| refused(e.to_string()))?;
             }
+            "default" => {
+                let (Some(chain), Some(key)) = (&s.cert_chain_pem, &s.private_key_pem) else {
+                    return Err(refused("default carries no certificate_chain and private_key".into()));
+                };
+                crate::tls::identity::LeafCertificate::from_pem(chain.as_bytes(), key.as_bytes()).map_err(|e| refused(e.to_string()))?;
+            }
+            other => return Err(refused(format!("secret {other:?} is not one oxidecar uses (default, ROOTCA)"))),
         }
+        let mut held = self.secrets.lock().map_err(|_| "secret store poisoned".to_string())?;
+        let mut next = held.clone();
+        match s.name.as_str() {
+            "ROOTCA" => next.1 = Some(s.clone()),
+            _ => next.0 = Some(s.clone()),
+        }
+        if let (Some(cert), Some(root)) = (&next.0, &next.1)
+            && let (Some(chain), Some(key), Some(roots)) = (&cert.cert_chain_pem, &cert.private_key_pem, &root.trusted_ca_pem)
+        {
+            crate::tls::WorkloadCerts::from_pem(chain.as_bytes(), key.as_bytes(), roots.as_bytes())
+                .map_err(|e| e.to_string())
+                .and_then(|c| self.shared.tls.set_identity(c).map_err(|e| e.to_string()))
+                .map_err(refused)?;
+            tracing::info!(secret = %s.name, "workload identity installed from SDS");
+        }
+        *held = next;
+        Ok(())
     }
 }

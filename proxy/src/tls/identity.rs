@@ -54,17 +54,29 @@ impl WorkloadCerts {
 
     /// Parses PEM text: a chain (leaf first), a PKCS#8/PKCS#1/SEC1 key, and CA certificates.
     pub fn from_pem(chain_pem: &[u8], key_pem: &[u8], roots_pem: &[u8]) -> Result<Self, IdentityError> {
+        let leaf = LeafCertificate::from_pem(chain_pem, key_pem)?;
+        let roots = trust_bundle_from_pem(roots_pem)?;
+        Ok(Self { chain: leaf.chain, key: leaf.key, roots, spiffe_id: leaf.spiffe_id, not_after: leaf.not_after })
+    }
+}
+
+/// A certificate chain with its key, checked on its own (SDS delivers it apart from the trust
+/// bundle, and a bad one must be refused when it arrives).
+pub struct LeafCertificate {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub spiffe_id: String,
+    pub not_after: SystemTime,
+}
+
+impl LeafCertificate {
+    /// The chain must hold a leaf with a SPIFFE ID, and the key must be that leaf's.
+    pub fn from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, IdentityError> {
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem)
             .collect::<Result<_, _>>()
             .map_err(|e| invalid("cert_chain", format!("not PEM certificates: {e}")))?;
         let leaf = chain.first().ok_or_else(|| invalid("cert_chain", "holds no certificate"))?;
         let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| invalid("private_key", format!("no usable private key: {e}")))?;
-        let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(roots_pem)
-            .collect::<Result<_, _>>()
-            .map_err(|e| invalid("trust_bundle", format!("not PEM certificates: {e}")))?;
-        if roots.is_empty() {
-            return Err(invalid("trust_bundle", "holds no certificate"));
-        }
         let info = leaf_info(leaf).map_err(|p| invalid("cert_chain", p))?;
         let spiffe_id = info.spiffe_ids.into_iter().next().ok_or_else(|| invalid("cert_chain", "the leaf certificate has no spiffe:// URI SAN"))?;
         // The key must belong to the leaf: rustls checks the pair when it builds a config.
@@ -72,8 +84,22 @@ impl WorkloadCerts {
         let signing = provider.key_provider.load_private_key(key.clone_key()).map_err(|e| invalid("private_key", format!("unsupported key: {e}")))?;
         let certified = rustls::sign::CertifiedKey::new(chain.clone(), signing);
         certified.keys_match().map_err(|e| invalid("private_key", format!("does not match the leaf certificate: {e}")))?;
-        Ok(Self { chain, key, roots, spiffe_id, not_after: info.not_after })
+        Ok(Self { chain, key, spiffe_id, not_after: info.not_after })
     }
+}
+
+/// CA certificates in PEM; at least one, each a parsable X.509 certificate.
+pub fn trust_bundle_from_pem(roots_pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
+    let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(roots_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| invalid("trust_bundle", format!("not PEM certificates: {e}")))?;
+    if roots.is_empty() {
+        return Err(invalid("trust_bundle", "holds no certificate"));
+    }
+    for (i, der) in roots.iter().enumerate() {
+        x509_parser::parse_x509_certificate(der).map_err(|e| invalid("trust_bundle", format!("certificate {i} is not X.509: {e}")))?;
+    }
+    Ok(roots)
 }
 
 /// What routing and metrics need from a certificate.

@@ -7,6 +7,7 @@ use envoy_types::pb::google::protobuf::Any;
 
 use super::Handler;
 use super::metrics::XdsMetrics;
+use crate::envoy::render::FailedResource;
 use crate::envoy::{Kind, Options, Rejection, ResourceSet, translate};
 use crate::model::Snapshot;
 
@@ -38,10 +39,12 @@ pub(crate) struct State {
     pub secrets_over_ads: bool,
     /// The snapshot last put in force, to skip identical ones.
     applied: Option<Snapshot>,
+    /// What the admin's config dump shows.
+    held: super::HeldView,
 }
 
 impl State {
-    pub fn new(base: Snapshot, secrets_over_ads: bool) -> State {
+    pub fn new(base: Snapshot, secrets_over_ads: bool, held: super::HeldView) -> State {
         State {
             base,
             accepted: ResourceSet::default(),
@@ -50,6 +53,7 @@ impl State {
             received: BTreeSet::new(),
             secrets_over_ads,
             applied: None,
+            held,
         }
     }
 
@@ -75,6 +79,8 @@ impl State {
         let mut candidate = self.accepted.clone();
         let mut problems: Vec<String> = Vec::new();
         let mut touched = BTreeSet::new();
+        // Refused resources with why, for the config dump's error state.
+        let mut refused: Vec<(String, String)> = Vec::new();
         let mut versions = self.versions.get(&kind).cloned().unwrap_or_default();
         if update.replace_all {
             for name in candidate.names(kind) {
@@ -115,6 +121,7 @@ impl State {
                     None => versions.remove(&r.name),
                 };
                 tracing::warn!(resource = %r.name, kind = %kind, field = %r.field, reason = %r.reason, "xDS resource rejected; keeping its last good version");
+                refused.push((r.name.clone(), format!("{}: {}", r.field, r.reason)));
                 problems.push(r.to_string());
             }
             t = translate(&candidate, &self.options());
@@ -122,7 +129,24 @@ impl State {
         for r in t.report.rejected.iter().filter(|r| r.kind != kind || !touched.contains(&r.name)) {
             tracing::debug!(resource = %r.name, kind = %r.kind, reason = %r.reason, "held resource still rejected");
         }
+        if kind == Kind::Secret {
+            // The certificate store has the last word: a secret it refuses is NACKed like a
+            // resource the translator refuses, and the one held before stays.
+            for s in t.secrets.iter().filter(|s| touched.contains(&s.name)) {
+                if let Err(e) = handler.secret(s) {
+                    revert(&mut candidate.secrets, &self.accepted.secrets, &s.name);
+                    match self.versions.get(&kind).and_then(|v| v.get(&s.name)) {
+                        Some(old) => versions.insert(s.name.clone(), old.clone()),
+                        None => versions.remove(&s.name),
+                    };
+                    tracing::warn!(secret = %s.name, error = %e, "SDS secret refused; keeping the one in force");
+                    refused.push((s.name.clone(), e.clone()));
+                    problems.push(format!("{kind} {:?}: {e}", s.name));
+                }
+            }
+        }
         self.accepted = candidate;
+        self.record(kind, &update, &touched, &refused, &versions);
         self.versions.insert(kind, versions);
         for ((k, field), n) in &t.report.ignored {
             let c = metrics.ignored_fields.with_label_values(&[k.label(), field]);
@@ -134,11 +158,6 @@ impl State {
             }
         }
         metrics.resources.with_label_values(&[kind.label()]).set(i64::try_from(self.accepted.names(kind).len()).unwrap_or(i64::MAX));
-        if kind == Kind::Secret {
-            for s in t.secrets.iter().filter(|s| touched.contains(&s.name)) {
-                handler.secret(s);
-            }
-        }
         if let Some(reason) = self.incomplete() {
             tracing::debug!(reason, "xDS config not complete yet; waiting before applying");
         } else if self.applied.as_ref() != Some(&t.snapshot) {
@@ -159,6 +178,20 @@ impl State {
         Verdict { error: (!problems.is_empty()).then(|| problems.join("; ")) }
     }
 
+    /// Puts what this response changed in the config dump's view.
+    fn record(&self, kind: Kind, update: &Update, touched: &BTreeSet<String>, refused: &[(String, String)], versions: &BTreeMap<String, String>) {
+        let Ok(mut view) = self.held.lock() else { return };
+        let now = std::time::SystemTime::now();
+        view.record(kind, &self.accepted, versions, now);
+        let failed: BTreeSet<&String> = refused.iter().map(|(n, _)| n).collect();
+        view.accepted(kind, touched.iter().filter(|n| !failed.contains(n)).cloned().chain(update.removed.iter().cloned()));
+        for (name, details) in refused {
+            let Some((_, version, any)) = update.resources.iter().find(|(n, _, a)| n == name || (n.is_empty() && decoded_name(kind, a).as_deref() == Some(name.as_str()))) else { continue };
+            let resource = FailedResource { resource: any.clone(), version: version.clone(), details: details.clone(), at: now };
+            view.failed.insert((kind, name.clone()), resource);
+        }
+    }
+
     /// Why the held config cannot be applied yet (Envoy's warming), if it cannot.
     pub fn incomplete(&self) -> Option<String> {
         for k in [Kind::Cluster, Kind::Listener] {
@@ -174,6 +207,11 @@ impl State {
         }
         None
     }
+}
+
+/// The name a resource gives itself (state of the world sends no separate names).
+fn decoded_name(kind: Kind, any: &Any) -> Option<String> {
+    ResourceSet::default().insert_any(kind, any).ok()
 }
 
 fn revert<T: Clone>(into: &mut BTreeMap<String, T>, from: &BTreeMap<String, T>, name: &str) {

@@ -220,6 +220,7 @@ pub(crate) async fn run_sds(
     handler: Arc<dyn Handler>,
     metrics: XdsMetrics,
     (initial, max): (Duration, Duration),
+    held: super::HeldView,
     stop: CancellationToken,
 ) {
     let mut backoff = initial;
@@ -237,7 +238,7 @@ pub(crate) async fn run_sds(
             .await
             .map_err(|_| "request channel closed".to_string())?;
             let mut inbound = client.stream_secrets(request(&address, ReceiverStream::new(rx))?).await.map_err(|e| e.to_string())?.into_inner();
-            let mut st = State::new(crate::model::Snapshot::empty(), true);
+            let mut st = State::new(crate::model::Snapshot::empty(), true, held.clone());
             while let Some(resp) = inbound.message().await.map_err(|e| e.to_string())? {
                 let resources = resp.resources.iter().map(|a| (String::new(), resp.version_info.clone(), a.clone())).collect();
                 let verdict = st.receive(Update { kind: Kind::Secret, resources, removed: Vec::new(), replace_all: false }, handler.as_ref(), &metrics);

@@ -14,8 +14,8 @@ static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_type
 
 /// Marks an `Any` whose type the descriptor set does not know (Istio's own filter configs such
 /// as `stats.PluginConfig`): a JSON dump keeps its type URL inside a `StringValue`.
-const UNKNOWN_PREFIX: &str = "oxidecar-unknown-type:";
-const STRING_VALUE: &str = "type.googleapis.com/google.protobuf.StringValue";
+pub(crate) const UNKNOWN_PREFIX: &str = "oxidecar-unknown-type:";
+pub(crate) const STRING_VALUE: &str = "type.googleapis.com/google.protobuf.StringValue";
 
 /// The Envoy descriptor pool, decoded once.
 pub(crate) fn pool() -> &'static DescriptorPool {
