@@ -237,6 +237,9 @@ async fn envoy_shaped_config_dumps_round_trip_through_validate_without_key_mater
     assert_eq!(secret(&dump, "default")["secret"]["tls_certificate"]["private_key"]["inline_string"], "[redacted]");
     let (status, lines) = validate(&dump).await;
     assert_eq!(status, Some(0), "{lines:?}");
+    let (status, body) = m.srv.admin("/config_dump?format=yaml").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("\"yaml\""), "{body}");
     // Counts of ignored fields (stat prefixes and the like) are not the point here.
     let lines: Vec<&str> = lines.iter().map(|l| l.split(", 0 rejected").next().unwrap_or(l)).collect();
     assert_eq!(
