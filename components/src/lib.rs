@@ -17,6 +17,7 @@ pub mod pubsub;
 #[cfg(feature = "redis")]
 pub mod redis_conn;
 pub mod registry;
+pub mod resiliency;
 pub mod secretstores;
 pub mod sequencer;
 pub mod state;

@@ -13,6 +13,7 @@ use crate::catalog::{self, Use};
 use crate::lock::prefix::{PrefixedLockStore, lock_prefix};
 use crate::metadata::Metadata;
 use crate::registry::Registry;
+use crate::resiliency::{Resiliency, ResiliencyResource};
 use crate::state::prefix::{PrefixedStateStore, prefix_for};
 use crate::subscription::{Match, Routes, Rule, Subscription};
 
@@ -41,6 +42,8 @@ pub struct LoadedComponent {
 pub struct Resources {
     pub components: Vec<LoadedComponent>,
     pub subscriptions: Vec<Subscription>,
+    /// Timeouts, retries and circuit breakers from `kind: Resiliency` resources.
+    pub resiliency: Resiliency,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,9 +151,11 @@ pub async fn load_resources(paths: &[PathBuf], app_id: &str, registry: &Registry
     }
     let mut pending = Vec::new();
     let mut subscriptions = Vec::new();
+    let mut resiliency = Vec::new();
     for file in &files {
-        parse_file(file, app_id, &mut pending, &mut subscriptions)?;
+        parse_file(file, app_id, &mut pending, &mut subscriptions, &mut resiliency)?;
     }
+    let resiliency = Resiliency::merge(resiliency)?;
     // Secret stores first, so other components can reference their secrets.
     pending.sort_by_key(|p| !p.doc.spec.type_name.starts_with("secretstores."));
     let mut components: Vec<LoadedComponent> = Vec::new();
@@ -216,7 +221,12 @@ pub async fn load_resources(paths: &[PathBuf], app_id: &str, registry: &Registry
             component,
         });
     }
-    Ok(Resources { components, subscriptions })
+    for name in resiliency.component_targets() {
+        if !components.iter().any(|c| c.name == name) {
+            tracing::warn!(component = name, "resiliency policies name a component this app does not have");
+        }
+    }
+    Ok(Resources { components, subscriptions, resiliency })
 }
 
 async fn resolve_entry(entry: &MetadataEntry, auth: Option<&Auth>, built: &[LoadedComponent]) -> Result<String, String> {
@@ -273,7 +283,13 @@ fn yaml_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     Ok(files)
 }
 
-fn parse_file(file: &Path, app_id: &str, pending: &mut Vec<Pending>, subs: &mut Vec<Subscription>) -> Result<(), ConfigError> {
+fn parse_file(
+    file: &Path,
+    app_id: &str,
+    pending: &mut Vec<Pending>,
+    subs: &mut Vec<Subscription>,
+    resiliency: &mut Vec<ResiliencyResource>,
+) -> Result<(), ConfigError> {
     let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
         file: file.display().to_string(),
         resource: "file".to_string(),
@@ -306,7 +322,13 @@ fn parse_file(file: &Path, app_id: &str, pending: &mut Vec<Pending>, subs: &mut 
                     subs.push(subscription(doc).map_err(|m| err(resource, m))?);
                 }
             }
-            // Configuration, Resiliency, HTTPEndpoint, ... are not ours to load; Dapr shares the folder.
+            "Resiliency" => {
+                let path = file.display().to_string();
+                if let Some(r) = crate::resiliency::parse_resource(value, &path, app_id).map_err(|m| err(resource, m))? {
+                    resiliency.push(r);
+                }
+            }
+            // Configuration, HTTPEndpoint, ... are not ours to load; Dapr shares the folder.
             other => tracing::debug!(file = %file.display(), kind = other, name, "resource kind ignored"),
         }
     }

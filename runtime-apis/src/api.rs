@@ -3,6 +3,7 @@
 
 mod blocks;
 mod pubsub;
+mod resilient;
 mod state;
 
 use std::collections::HashMap;
@@ -58,6 +59,8 @@ pub struct Api {
     pub subscriptions: Mutex<Vec<Subscription>>,
     pub extended_metadata: Mutex<HashMap<String, String>>,
     pub invoker: Arc<dyn ServiceInvoker>,
+    /// Dapr Resiliency policies for invocation targets and components.
+    pub resiliency: oxidecar_components::resiliency::Resiliency,
     pub app: Option<Arc<AppChannel>>,
     pub metrics: Metrics,
     pub on_shutdown: Arc<dyn Fn() + Send + Sync>,

@@ -42,7 +42,7 @@ impl Runtime {
             return Err(Error::Config("--app-id is empty".to_string()));
         }
         let resources = if cfg.resources_paths.is_empty() {
-            Resources { components: defaults::embedded(), subscriptions: Vec::new() }
+            Resources { components: defaults::embedded(), subscriptions: Vec::new(), resiliency: Default::default() }
         } else {
             load_resources(&cfg.resources_paths, &cfg.app_id, &Registry::builtin()).await?
         };
@@ -66,6 +66,7 @@ impl Runtime {
             subscriptions: Mutex::new(Vec::new()),
             extended_metadata: Mutex::new(HashMap::new()),
             invoker,
+            resiliency: resources.resiliency,
             metrics,
             on_shutdown: on_shutdown_rpc,
             tasks: TaskTracker::new(),
@@ -93,7 +94,14 @@ impl Runtime {
             .instrument(tracing::info_span!("runtime_http", addr = %http_addr)),
         );
         servers.close();
-        tracing::info!(app_id = %api.app_id, %grpc_addr, %http_addr, components = api.components.len(), "runtime APIs serving");
+        tracing::info!(
+            app_id = %api.app_id,
+            %grpc_addr,
+            %http_addr,
+            components = api.components.len(),
+            resiliency = ?api.resiliency.resources,
+            "runtime APIs serving"
+        );
         Ok(Runtime { servers, api, grpc_addr, http_addr })
     }
 

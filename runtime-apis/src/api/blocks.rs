@@ -20,9 +20,11 @@ impl Api {
     /// Reads configuration items (all when `keys` is empty).
     pub async fn get_configuration(&self, store: &str, keys: &[String]) -> Result<HashMap<String, ConfigItem>, ApiError> {
         let s = find(&self.stores.configuration, store, "configuration store", CONFIG_NOT_FOUND)?;
-        s.get(keys)
-            .await
-            .map_err(|e| ApiError::component(e, "ERR_CONFIGURATION_GET", format_args!("configuration store {store:?}: get {keys:?}")))
+        let what = || format!("configuration store {store:?}: get {keys:?}");
+        self.on_component(store, "ERR_CONFIGURATION_GET", what, (), |()| async move {
+            s.get(keys).await.map_err(|e| ApiError::component(e, "ERR_CONFIGURATION_GET", what()))
+        })
+        .await
     }
 
     /// Subscribes to configuration changes.
@@ -69,18 +71,22 @@ impl Api {
         if expiry_secs <= 0 {
             return Err(ApiError::malformed(format!("lock store {store:?}: expiry of {resource:?} must be positive, got {expiry_secs}")));
         }
-        s.try_lock(resource, owner, Duration::from_secs(expiry_secs as u64))
-            .await
-            .map_err(|e| ApiError::component(e, "ERR_TRY_LOCK", format_args!("lock store {store:?}: lock {resource:?}")))
+        let what = || format!("lock store {store:?}: lock {resource:?}");
+        self.on_component(store, "ERR_TRY_LOCK", what, (), |()| async move {
+            s.try_lock(resource, owner, Duration::from_secs(expiry_secs as u64)).await.map_err(|e| ApiError::component(e, "ERR_TRY_LOCK", what()))
+        })
+        .await
     }
 
     /// Releases a lock held by `owner`.
     pub async fn unlock(&self, store: &str, resource: &str, owner: &str) -> Result<UnlockStatus, ApiError> {
         let s = find(&self.stores.lock, store, "lock store", LOCK_NOT_FOUND)?;
         Self::lock_args(store, resource, owner)?;
-        s.unlock(resource, owner)
-            .await
-            .map_err(|e| ApiError::component(e, "ERR_UNLOCK", format_args!("lock store {store:?}: unlock {resource:?}")))
+        let what = || format!("lock store {store:?}: unlock {resource:?}");
+        self.on_component(store, "ERR_UNLOCK", what, (), |()| async move {
+            s.unlock(resource, owner).await.map_err(|e| ApiError::component(e, "ERR_UNLOCK", what()))
+        })
+        .await
     }
 
     /// Reads one secret.
@@ -89,9 +95,11 @@ impl Api {
         if key.is_empty() {
             return Err(ApiError::malformed(format!("secret store {store:?}: secret key is empty")));
         }
-        s.get(key, metadata)
-            .await
-            .map_err(|e| ApiError::component(e, "ERR_SECRET_GET", format_args!("secret store {store:?}: get {key:?}")))
+        let what = || format!("secret store {store:?}: get {key:?}");
+        self.on_component(store, "ERR_SECRET_GET", what, (), |()| async move {
+            s.get(key, metadata).await.map_err(|e| ApiError::component(e, "ERR_SECRET_GET", what()))
+        })
+        .await
     }
 
     /// Reads every secret of a store.
@@ -116,8 +124,10 @@ impl Api {
             ));
         }
         let req = BindingRequest { operation: operation.to_string(), data, metadata };
-        b.invoke(req)
-            .await
-            .map_err(|e| ApiError::component(e, "ERR_INVOKE_OUTPUT_BINDING", format_args!("output binding {name:?}: {operation}")))
+        let what = || format!("output binding {name:?}: {operation}");
+        self.on_component(name, "ERR_INVOKE_OUTPUT_BINDING", what, req, |req| async move {
+            b.invoke(req).await.map_err(|e| ApiError::component(e, "ERR_INVOKE_OUTPUT_BINDING", what()))
+        })
+        .await
     }
 }

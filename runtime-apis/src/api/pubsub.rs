@@ -64,9 +64,11 @@ impl Api {
         let ps = self.pubsub(pubsub)?;
         Self::check_topic(pubsub, topic)?;
         let msg = self.message(pubsub, topic, data, content_type, metadata)?;
-        ps.publish(msg)
-            .await
-            .map_err(|e| ApiError::component(e, "ERR_PUBSUB_PUBLISH_MESSAGE", format_args!("pubsub {pubsub:?}: publish to topic {topic:?}")))
+        let what = || format!("pubsub {pubsub:?}: publish to topic {topic:?}");
+        self.on_component(pubsub, "ERR_PUBSUB_PUBLISH_MESSAGE", what, msg, |msg| async move {
+            ps.publish(msg).await.map_err(|e| ApiError::component(e, "ERR_PUBSUB_PUBLISH_MESSAGE", what()))
+        })
+        .await
     }
 
     /// Publishes several events; returns `(entry_id, error)` for each one that failed.

@@ -24,9 +24,11 @@ impl Api {
     pub async fn get_state(&self, store: &str, key: &str) -> Result<Option<StateItem>, ApiError> {
         let s = self.state_store(store)?;
         check_key(store, key)?;
-        s.get(key)
-            .await
-            .map_err(|e| ApiError::component(e, "ERR_STATE_GET", format_args!("state store {store:?}: get key {key:?}")))
+        let what = || format!("state store {store:?}: get key {key:?}");
+        self.on_component(store, "ERR_STATE_GET", what, (), |()| async move {
+            s.get(key).await.map_err(|e| ApiError::component(e, "ERR_STATE_GET", what()))
+        })
+        .await
     }
 
     /// Reads several keys; per-key failures are reported in the items.
@@ -54,9 +56,11 @@ impl Api {
         }
         for item in items {
             let key = item.key.clone();
-            s.set(item)
-                .await
-                .map_err(|e| ApiError::component(e, "ERR_STATE_SAVE", format_args!("state store {store:?}: save key {key:?}")))?;
+            let what = || format!("state store {store:?}: save key {key:?}");
+            self.on_component(store, "ERR_STATE_SAVE", what, item, |item| async move {
+                s.set(item).await.map_err(|e| ApiError::component(e, "ERR_STATE_SAVE", what()))
+            })
+            .await?;
         }
         Ok(())
     }
@@ -69,9 +73,11 @@ impl Api {
         }
         for item in items {
             let key = item.key.clone();
-            s.delete(item)
-                .await
-                .map_err(|e| ApiError::component(e, "ERR_STATE_DELETE", format_args!("state store {store:?}: delete key {key:?}")))?;
+            let what = || format!("state store {store:?}: delete key {key:?}");
+            self.on_component(store, "ERR_STATE_DELETE", what, item, |item| async move {
+                s.delete(item).await.map_err(|e| ApiError::component(e, "ERR_STATE_DELETE", what()))
+            })
+            .await?;
         }
         Ok(())
     }
@@ -99,8 +105,10 @@ impl Api {
         for op in &ops {
             check_key(store, op.key())?;
         }
-        s.transact(ops)
-            .await
-            .map_err(|e| ApiError::component(e, "ERR_STATE_TRANSACTION", format_args!("state store {store:?}: transaction")))
+        let what = || format!("state store {store:?}: transaction");
+        self.on_component(store, "ERR_STATE_TRANSACTION", what, ops, |ops| async move {
+            s.transact(ops).await.map_err(|e| ApiError::component(e, "ERR_STATE_TRANSACTION", what()))
+        })
+        .await
     }
 }

@@ -118,7 +118,7 @@ impl GrpcApi {
             body: msg.data.map(|a| Bytes::from(a.value)).unwrap_or_default(),
             content_type: msg.content_type,
         };
-        let resp = self.api.invoker.invoke(call).await.map_err(ApiError::from)?;
+        let resp = self.api.invoke_app(call).await?;
         if !resp.status.is_success() {
             let body = String::from_utf8_lossy(&resp.body);
             return Err(Status::unknown(format!("app {:?} method {:?} answered HTTP {}: {body}", r.id, msg.method, resp.status)));

@@ -95,7 +95,7 @@ pub async fn invoke(
         body,
         content_type,
     };
-    let resp = api.invoker.invoke(call).await?;
+    let resp = api.invoke_app(call).await?;
     let mut out = (resp.status, resp.body).into_response();
     for (k, v) in &resp.headers {
         if k != header::CONTENT_LENGTH && k != header::TRANSFER_ENCODING && k != header::CONNECTION {
