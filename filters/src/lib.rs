@@ -8,6 +8,7 @@ pub mod hash;
 pub mod lane;
 pub mod lb;
 pub mod outlier;
+pub mod redirect;
 pub mod retry;
 pub mod route;
 pub mod weighted;

@@ -35,12 +35,32 @@ impl Destination {
     }
 }
 
-/// A route ready to apply: destination, timeout, retries and header edits.
+/// What a matched route does with the request.
+#[derive(Debug)]
+pub enum Action {
+    /// Forward it to a cluster.
+    Forward(Destination),
+    /// Answer with a redirect.
+    Redirect(crate::redirect::Redirect),
+    /// Answer with a fixed status and body.
+    Direct { status: u16, body: Option<bytes::Bytes> },
+}
+
+/// A copy of matching requests for another cluster: sent when a uniform draw in [0, 1) falls
+/// below `fraction`.
+#[derive(Debug, Clone)]
+pub struct MirrorTarget {
+    pub cluster: ClusterId,
+    pub fraction: f64,
+}
+
+/// A route ready to apply: action, timeout, retries and header edits.
 #[derive(Debug)]
 pub struct CompiledRoute {
     /// `vhost/route-name` or `vhost/#index`, for logs.
     pub name: Arc<str>,
-    pub destination: Destination,
+    pub action: Action,
+    pub mirrors: Vec<MirrorTarget>,
     pub timeout: Option<Duration>,
     pub retry_policy: Option<RetryPolicy>,
     /// Where the consistent-hash key comes from, first match wins.
@@ -62,6 +82,14 @@ pub enum HashKey {
 }
 
 impl CompiledRoute {
+    /// Where a forwarding route sends requests; `None` when the proxy answers itself.
+    pub fn destination(&self) -> Option<&Destination> {
+        match &self.action {
+            Action::Forward(d) => Some(d),
+            _ => None,
+        }
+    }
+
     /// The request's hash key from the first policy that yields one.
     pub fn hash_key(&self, headers: &HeaderMap, source_ip: Option<std::net::IpAddr>) -> Option<u64> {
         self.hash_policy.iter().find_map(|k| match k {
@@ -257,15 +285,26 @@ fn compile_route(
         headers.push(HeaderCheck { name, kind, invert: h.invert });
     }
     let resolve = |c: &str| cluster_id(c).ok_or_else(|| format!("route {name}: unknown cluster {c:?}"));
-    let a = &route.route;
-    let destination = match (&a.cluster, a.weighted_clusters.as_slice()) {
-        (Some(c), []) => Destination::Cluster(resolve(c)?),
-        (None, list) if !list.is_empty() => {
-            let items = list.iter().map(|w| Ok((resolve(&w.name)?, w.weight))).collect::<Result<Vec<_>, String>>()?;
-            Destination::Weighted(WeightedChoice::new(items).ok_or_else(|| format!("route {name}: weights add up to 0"))?)
-        }
-        _ => return Err(format!("route {name}: needs exactly one of cluster, weighted_clusters")),
+    let default_action = model::RouteAction::default();
+    let a = route.route.as_ref().unwrap_or(&default_action);
+    let action = match (&route.route, &route.redirect, &route.direct_response) {
+        (Some(a), None, None) => Action::Forward(match (&a.cluster, a.weighted_clusters.as_slice()) {
+            (Some(c), []) => Destination::Cluster(resolve(c)?),
+            (None, list) if !list.is_empty() => {
+                let items = list.iter().map(|w| Ok((resolve(&w.name)?, w.weight))).collect::<Result<Vec<_>, String>>()?;
+                Destination::Weighted(WeightedChoice::new(items).ok_or_else(|| format!("route {name}: weights add up to 0"))?)
+            }
+            _ => return Err(format!("route {name}: needs exactly one of cluster, weighted_clusters")),
+        }),
+        (None, Some(r), None) => Action::Redirect(crate::redirect::Redirect::new(r, m).map_err(|e| format!("route {name}: redirect: {e}"))?),
+        (None, None, Some(d)) => Action::Direct { status: d.status, body: d.body.clone().map(bytes::Bytes::from) },
+        _ => return Err(format!("route {name}: needs exactly one of route, redirect, direct_response")),
     };
+    let mirrors = a
+        .mirrors
+        .iter()
+        .map(|mp| Ok(MirrorTarget { cluster: resolve(&mp.cluster)?, fraction: mp.percent / 100.0 }))
+        .collect::<Result<Vec<_>, String>>()?;
     let hash_policy = a
         .hash_policy
         .iter()
@@ -279,7 +318,8 @@ fn compile_route(
         })
         .collect::<Result<Vec<_>, String>>()?;
     Ok(CompiledRoute {
-        destination,
+        action,
+        mirrors,
         timeout: a.timeout,
         retry_policy: a.retry_policy.clone(),
         hash_policy,
@@ -335,7 +375,7 @@ virtual_hosts:
         for (k, v) in hdrs {
             h.insert(HeaderName::from_bytes(k.as_bytes()).expect("name"), HeaderValue::from_str(v).expect("value"));
         }
-        t.find(host, path, &h).map(|r| r.destination.pick().0)
+        t.find(host, path, &h).and_then(|r| r.destination()).map(|d| d.pick().0)
     }
 
     #[test]

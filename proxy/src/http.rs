@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use oxidecar_filters::breaker::{Occupancy, PendingOverflow};
 use oxidecar_filters::outlier::Outcome;
-use oxidecar_filters::route::CompiledRoute;
+use oxidecar_filters::route::{Action, CompiledRoute};
 use oxidecar_filters::retry::{self, Attempt};
 use oxidecar_xds::model::{ClusterKind, Protocol, TrafficDirection, UpstreamProtocol};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -22,6 +22,7 @@ use pingora::{ErrorSource, ErrorType};
 
 mod ctx;
 pub mod exchange;
+pub mod mirror;
 mod record;
 mod reply;
 mod span;
@@ -59,12 +60,60 @@ fn is_grpc(headers: &http::HeaderMap) -> bool {
     headers.get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
+/// A Pingora peer for endpoint `addr` of `cluster`: protocol, connect timeout, pool key and, when
+/// the endpoint takes mesh mTLS, the connector (the bool says so). `Err`: mTLS without a
+/// workload certificate.
+pub(crate) fn endpoint_peer(shared: &Shared, cluster: &ClusterState, addr: SocketAddr, endpoint_tls: bool, h2: bool) -> Result<(HttpPeer, bool), String> {
+    let mut peer = HttpPeer::new(addr, false, String::new());
+    peer.options.connection_timeout = Some(cluster.connect_timeout);
+    if h2 {
+        peer.options.set_http_version(2, 2);
+        peer.options.max_h2_streams = MAX_H2_STREAMS;
+    } else {
+        peer.options.set_http_version(1, 1);
+    }
+    // Pool keys: connections older than the cluster's max duration are not reused.
+    let epoch = cluster.max_connection_duration.map_or(0, connection_epoch);
+    let (true, Some(tls)) = (endpoint_tls, &cluster.tls) else {
+        peer.group_key = epoch;
+        return Ok((peer, false));
+    };
+    let options = peer.options.clone();
+    let carrying = if h2 { Carrying::H2 } else { Carrying::Http1 };
+    let connector = tls.connector(&shared.tls, carrying, cluster.connect_timeout).map_err(|e| format!("cluster {}: mTLS: {e}", cluster.name))?;
+    // Pingora sees a plaintext peer at 0.0.0.0 (see tls::connect::EndpointConnect); the
+    // endpoint, identity generation, protocol and age window make up the pool key.
+    let mut peer = HttpPeer::new(SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port()), false, tls.sni_str().to_string());
+    peer.options = options;
+    let mut key = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&(addr, connector.generation, carrying as u8, epoch), &mut key);
+    peer.group_key = std::hash::Hasher::finish(&key);
+    peer.options.custom_l4 = Some(Arc::new(EndpointConnect { mesh: connector, target: addr }));
+    Ok((peer, true))
+}
+
 /// The app's own path for `/v1.0/invoke/{app-id}/method/{method...}`: `/{method...}`.
 fn app_path(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/v1.0/invoke/")?;
     let (_app, rest) = rest.split_once('/')?;
     let method = rest.strip_prefix("method")?;
     method.starts_with('/').then_some(method)
+}
+
+/// The request's authority: the URI's (HTTP/2, absolute form) or the Host header.
+pub(crate) fn authority(req: &RequestHeader) -> &str {
+    req.uri.authority().map(|a| a.as_str()).or_else(|| req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok())).unwrap_or("")
+}
+
+/// The scheme the client used: `x-forwarded-proto` when a front proxy set it, else whether this
+/// connection was TLS.
+fn request_scheme(req: &RequestHeader, tls: bool) -> &'static str {
+    match req.headers.get("x-forwarded-proto").map(|v| v.as_bytes()) {
+        Some(b"https") => "https",
+        Some(b"http") => "http",
+        _ if tls => "https",
+        _ => "http",
+    }
 }
 
 /// The connection's local address and, when it was redirected, its original destination.
@@ -151,12 +200,7 @@ impl MeshHttp {
     /// Finds the route for the request; `Err` is the local reply to send instead.
     fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Arc<CompiledRoute>, Reply> {
         let req = session.req_header();
-        let authority = req
-            .uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
-            .unwrap_or("");
+        let authority = authority(req);
         let (local, original) = connection_addrs(session.digest().and_then(|d| d.socket_digest.as_deref()));
         ctx.original_dst = original;
         let port = original.or(local).map_or(0, |a| a.port());
@@ -216,6 +260,7 @@ impl ProxyHttp for MeshHttp {
             upstream_identity: None,
             upstream_tls: false,
             hop: None,
+            mirror: None,
         }
     }
 
@@ -242,7 +287,23 @@ impl ProxyHttp for MeshHttp {
                 return Ok(true);
             }
         };
-        let cluster = ctx.tables.cluster(route.destination.pick()).clone();
+        let destination = match &route.action {
+            Action::Forward(d) => d,
+            Action::Redirect(r) => {
+                let req = session.req_header();
+                let tls = ctx.conn.as_ref().is_some_and(|c| c.tls);
+                let location = r.location(request_scheme(req, tls), authority(req), req.uri.path_and_query().map_or("/", |p| p.as_str()));
+                write_answer(session, &route, r.status, Some(&location), None).await;
+                ctx.route = Some(route);
+                return Ok(true);
+            }
+            Action::Direct { status, body } => {
+                write_answer(session, &route, *status, None, body.as_ref()).await;
+                ctx.route = Some(route);
+                return Ok(true);
+            }
+        };
+        let cluster = ctx.tables.cluster(destination.pick()).clone();
         let cluster_kind = cluster.kind;
         let active = cluster.stats.rq_active.fetch_add(1, Ordering::Relaxed);
         let admitted = Admitted(cluster);
@@ -270,8 +331,29 @@ impl ProxyHttp for MeshHttp {
             // Keep up to 64 KiB of the request body so an attempt can be replayed.
             session.as_mut().enable_retry_buffering();
         }
+        if !route.mirrors.is_empty() {
+            ctx.mirror = mirror::MirrorCopy::sample(&route, &ctx.tables, session.req_header(), ctx.lane.as_deref());
+            // Without a body, the body filter may never run (HTTP/2 END_STREAM on the headers).
+            if session.as_mut().is_body_empty()
+                && let Some(copy) = ctx.mirror.take()
+            {
+                self.shared.mirrors.send(&self.shared, copy);
+            }
+        }
         ctx.route = Some(route);
         Ok(false)
+    }
+
+    async fn request_body_filter(&self, _session: &mut Session, body: &mut Option<Bytes>, end_of_stream: bool, ctx: &mut RequestCtx) -> Result<()> {
+        if let Some(copy) = &mut ctx.mirror {
+            if let Some(chunk) = body {
+                copy.push(chunk);
+            }
+            if end_of_stream && let Some(copy) = ctx.mirror.take() {
+                self.shared.mirrors.send(&self.shared, copy);
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
@@ -310,7 +392,7 @@ impl ProxyHttp for MeshHttp {
                     return Err(Error::explain(ErrorType::HTTPStatus(503), NO_ORIGINAL_DST.reason));
                 }
             },
-            ClusterKind::Static | ClusterKind::Eds => {
+            ClusterKind::Static | ClusterKind::Eds | ClusterKind::StrictDns | ClusterKind::LogicalDns => {
                 // A retry prefers an endpoint not tried yet, but may reuse one when all were tried.
                 let lane = ctx.lane.as_deref();
                 let key = ctx.hash_key;
@@ -329,42 +411,17 @@ impl ProxyHttp for MeshHttp {
                 cluster.endpoints[i].address
             }
         };
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options.connection_timeout = Some(cluster.connect_timeout);
+        let (mut peer, tls) = endpoint_peer(&self.shared, &cluster, addr, endpoint_tls, h2).map_err(|e| {
+            ctx.reply = Some(TLS_NOT_READY);
+            Error::explain(ErrorType::HTTPStatus(503), e)
+        })?;
+        ctx.upstream_tls = tls;
         let per_try = ctx.retry_policy().and_then(|p| p.per_try_timeout);
         let remaining = ctx.deadline.map(|d| d.saturating_duration_since(Instant::now()));
         peer.options.read_timeout = match (per_try, remaining) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if h2 {
-            peer.options.set_http_version(2, 2);
-            peer.options.max_h2_streams = MAX_H2_STREAMS;
-        } else {
-            peer.options.set_http_version(1, 1);
-        }
-        // Pool keys: connections older than the cluster's max duration are not reused.
-        let epoch = cluster.max_connection_duration.map_or(0, connection_epoch);
-        ctx.upstream_tls = false;
-        if let (true, Some(tls)) = (endpoint_tls, &cluster.tls) {
-            let options = peer.options.clone();
-            let carrying = if h2 { Carrying::H2 } else { Carrying::Http1 };
-            let connector = tls.connector(&self.shared.tls, carrying, cluster.connect_timeout).map_err(|e| {
-                ctx.reply = Some(TLS_NOT_READY);
-                Error::explain(ErrorType::HTTPStatus(503), format!("cluster {}: mTLS: {e}", cluster.name))
-            })?;
-            // Pingora sees a plaintext peer at 0.0.0.0 (see tls::connect::EndpointConnect); the
-            // endpoint, identity generation, protocol and age window make up the pool key.
-            peer = HttpPeer::new(SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port()), false, tls.sni_str().to_string());
-            peer.options = options;
-            let mut key = std::hash::DefaultHasher::new();
-            std::hash::Hash::hash(&(addr, connector.generation, carrying as u8, epoch), &mut key);
-            peer.group_key = std::hash::Hasher::finish(&key);
-            peer.options.custom_l4 = Some(Arc::new(EndpointConnect { mesh: connector, target: addr }));
-            ctx.upstream_tls = true;
-        } else {
-            peer.group_key = epoch;
-        }
         Ok(Box::new(peer))
     }
 
@@ -611,7 +668,7 @@ impl ProxyHttp for MeshHttp {
                 if status >= 500 {
                     cluster.endpoints[*i].stats.rq_error.fetch_add(1, Ordering::Relaxed);
                 }
-                if matches!(cluster.kind, ClusterKind::Static | ClusterKind::Eds) {
+                if !cluster.kind.is_original_dst() && cluster.kind != ClusterKind::Blackhole {
                     cluster.record(*i, Outcome::Status(status));
                 }
             }

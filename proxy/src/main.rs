@@ -7,6 +7,7 @@ mod capture;
 mod cli;
 mod control;
 mod devca;
+mod dns;
 mod health;
 mod http;
 mod invoke;

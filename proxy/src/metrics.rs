@@ -48,6 +48,10 @@ pub struct Metrics {
     pub app_scrapes: IntCounterVec,
     /// Spans by fate: exported, failed (collector error), dropped (queue full).
     pub trace_spans: IntCounterVec,
+    /// Lookups of DNS clusters' hosts, by cluster and result (success, failure).
+    pub dns_resolutions: IntCounterVec,
+    /// Mirrored request copies, by mirror cluster and result.
+    pub mirror_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -101,6 +105,12 @@ impl Metrics {
             label_bounds: Default::default(),
             trace_spans: counter("oxidecar_trace_spans_total", "Finished spans by result: exported, failed, dropped", &["result"])?,
             app_scrapes: counter("oxidecar_app_metrics_scrapes_total", "Scrapes of the app's metrics for the merged port", &["result"])?,
+            dns_resolutions: counter("oxidecar_dns_resolutions_total", "Lookups of DNS clusters' hosts, by result: success, failure", &["cluster", "result"])?,
+            mirror_requests: counter(
+                "oxidecar_mirror_requests_total",
+                "Mirrored request copies by result: answered, failed, body_too_large, overflow",
+                &["cluster", "result"],
+            )?,
             registry,
         })
     }

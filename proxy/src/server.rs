@@ -287,6 +287,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
                     }
                 }
                 tasks.spawn(crate::health::run(control_shared.clone(), stop.clone()));
+                tasks.spawn(crate::dns::run(control_shared.clone(), stop.clone()));
                 tasks.spawn(control::watch_identity(control_shared.clone(), stop.clone()));
                 tasks.spawn(crate::trace::export::run(control_shared.clone(), stop.clone()));
                 tasks.spawn(mark_ready_when_listening(control_shared, listen_addrs));

@@ -98,6 +98,8 @@ pub struct Shared {
     pub tls: Arc<TlsContext>,
     /// Finished spans on their way to the OTLP exporter.
     pub trace: crate::trace::export::Tracer,
+    /// Copies of requests for mirror clusters, in flight.
+    pub mirrors: crate::http::mirror::Mirrors,
 }
 
 impl Shared {
@@ -111,6 +113,7 @@ impl Shared {
             metrics,
             drain: Drain::default(),
             lanes: LaneMemory::new(LANE_MEMORY_TTL, LANE_MEMORY_MAX),
+            mirrors: Default::default(),
         })
     }
 }

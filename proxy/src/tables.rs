@@ -234,6 +234,8 @@ pub struct Tables {
     pub runtime: Option<Arc<LocalRuntime>>,
     pub listeners: HashMap<String, ListenerTable>,
     pub clusters: Vec<Arc<ClusterState>>,
+    /// Addresses DNS clusters resolved to; shared by every generation of tables.
+    pub dns: Arc<crate::dns::DnsCache>,
 }
 
 /// The local runtime as an upstream of inbound listeners.
@@ -299,14 +301,16 @@ impl Tables {
     /// `runtime` is taken from `previous` when `None` (it does not change on reload).
     pub fn build(snapshot: Arc<Snapshot>, previous: Option<&Tables>, runtime: Option<Arc<LocalRuntime>>) -> Result<Tables, BuildError> {
         let runtime = runtime.or_else(|| previous.and_then(|p| p.runtime.clone()));
+        let dns = previous.map(|p| p.dns.clone()).unwrap_or_default();
         let ids: HashMap<&str, ClusterId> =
             snapshot.clusters.iter().enumerate().map(|(i, c)| (c.name.as_str(), ClusterId(i))).collect();
         let resolve = |name: &str| ids.get(name).copied();
         let mut clusters = Vec::with_capacity(snapshot.clusters.len());
         for c in &snapshot.clusters {
             let old = previous.and_then(|p| p.cluster_by_name(&c.name));
-            let endpoints = c
-                .endpoints
+            let resolved = if c.kind.is_dns() { dns.endpoints(c) } else { Vec::new() };
+            let listed = if c.kind.is_dns() { &resolved } else { &c.endpoints };
+            let endpoints = listed
                 .iter()
                 .map(|e| EndpointState {
                     address: e.address,
@@ -333,7 +337,7 @@ impl Tables {
                 connect_timeout: c.connect_timeout,
                 protocol: c.protocol,
                 circuit_breakers: c.circuit_breakers.clone(),
-                lb: LoadBalancer::new(c.lb_policy, &weights, &c.endpoints.iter().map(|e| e.address.to_string()).collect::<Vec<_>>()),
+                lb: LoadBalancer::new(c.lb_policy, &weights, &listed.iter().map(|e| e.address.to_string()).collect::<Vec<_>>()),
                 outlier: c.outlier_detection.clone().map(|od| OutlierDetector::new(od, endpoints.len())),
                 lanes,
                 has_base,
@@ -380,7 +384,7 @@ impl Tables {
                 ListenerTable { direction: l.direction, sniff_timeout: l.protocol_sniff_timeout, chains },
             );
         }
-        Ok(Tables { snapshot, runtime, listeners, clusters })
+        Ok(Tables { snapshot, runtime, listeners, clusters, dns })
     }
 
     pub fn cluster_by_name(&self, name: &str) -> Option<&Arc<ClusterState>> {

@@ -7,6 +7,7 @@
 //! behaviour and that oxidecar does not implement is rejected with its name and the field's path,
 //! so the control plane sees a NACK instead of a silently different proxy.
 
+mod answer;
 mod assemble;
 mod cluster;
 mod common;

@@ -121,7 +121,7 @@ clusters:
         assert_eq!(db.endpoints[0].weight, 3);
         assert_eq!(db.circuit_breakers.max_requests, DEFAULT_CIRCUIT_BREAKER_LIMIT);
         let route = &s.route_configs[0].virtual_hosts[0].routes[1];
-        assert_eq!(route.route.retry_policy.as_ref().map(|r| r.num_retries), Some(DEFAULT_NUM_RETRIES));
+        assert_eq!(route.route.as_ref().and_then(|a| a.retry_policy.as_ref()).map(|r| r.num_retries), Some(DEFAULT_NUM_RETRIES));
         assert_eq!(s.admin.address.port(), 15000);
     }
 

@@ -59,6 +59,8 @@ pub struct RequestCtx {
     pub(super) upstream_tls: bool,
     /// This hop's place in the request's trace.
     pub(super) hop: Option<crate::trace::Hop>,
+    /// The copy collected for the route's mirrors, sent once the request body is complete.
+    pub(super) mirror: Option<super::mirror::MirrorCopy>,
 }
 
 /// A request counted against its cluster's `max_requests` until dropped.
@@ -101,6 +103,9 @@ impl RequestCtx {
     /// Counts a retry against the cluster's `max_retries` until the request ends.
     pub(super) fn start_retry(&mut self) {
         self.retries += 1;
+        if let Some(copy) = &mut self.mirror {
+            copy.restart();
+        }
         if let Some(Admitted(cluster)) = &self.cluster {
             cluster.stats.rq_retry_active.fetch_add(1, Ordering::Relaxed);
         }

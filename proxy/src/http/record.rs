@@ -32,7 +32,7 @@ impl MeshHttp {
         let upstream_host = cluster.and_then(|c| match c.kind {
             ClusterKind::OriginalDst | ClusterKind::OriginalDstLoopback => ctx.original_dst.map(|a| c.kind.passthrough_address(a).to_string()),
             ClusterKind::Blackhole => None,
-            ClusterKind::Static | ClusterKind::Eds => ctx.tried.last().map(|i| c.endpoints[*i].address.to_string()),
+            ClusterKind::Static | ClusterKind::Eds | ClusterKind::StrictDns | ClusterKind::LogicalDns => ctx.tried.last().map(|i| c.endpoints[*i].address.to_string()),
         });
         let traceparent = header(session, "traceparent");
         let trace_id = ctx.hop.as_ref().map(|h| h.trace_id_hex());

@@ -74,3 +74,41 @@ pub(super) async fn write_reply(session: &mut Session, reply: Reply, grpc: bool,
         tracing::debug!(error = %e, "downstream gone before the local reply");
     }
 }
+
+/// Writes a response the route itself defines (redirect or direct response): `status`, an optional
+/// `location` and body, then the route's response header edits.
+pub(super) async fn write_answer(
+    session: &mut Session,
+    route: &oxidecar_filters::route::CompiledRoute,
+    status: u16,
+    location: Option<&str>,
+    body: Option<&Bytes>,
+) {
+    let mut resp = match ResponseHeader::build(status, Some(4)) {
+        Ok(r) => r,
+        Err(e) => return tracing::warn!(error = %e, "cannot build reply"),
+    };
+    if let Some(l) = location
+        && let Err(e) = resp.insert_header(http::header::LOCATION, l)
+    {
+        tracing::debug!(error = %e, location = l, "redirect location is not a header value");
+    }
+    if body.is_some() {
+        let _ = resp.insert_header(http::header::CONTENT_TYPE, "text/plain");
+    }
+    let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.map_or(0, Bytes::len).to_string());
+    for name in &route.response_headers_to_remove {
+        resp.remove_header(name);
+    }
+    for (name, value) in &route.response_headers_to_add {
+        let _ = resp.insert_header(name.clone(), value.clone());
+    }
+    let end = body.is_none();
+    let mut result = session.write_response_header(Box::new(resp), end).await;
+    if let (Ok(()), Some(b)) = (&result, body) {
+        result = session.write_response_body(Some(b.clone()), true).await;
+    }
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "downstream gone before the route's answer");
+    }
+}

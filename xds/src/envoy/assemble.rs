@@ -84,6 +84,7 @@ pub fn translate(set: &ResourceSet, opts: &Options) -> Translation {
                             Some(ClusterSpecifier::WeightedClusters(w)) => wanted.extend(w.clusters.iter().map(|c| c.name.clone())),
                             _ => {}
                         }
+                        wanted.extend(a.request_mirror_policies.iter().map(|m| m.cluster.clone()));
                     }
                 }
             }
@@ -168,14 +169,20 @@ fn check_route_refs(cx: &Cx<'_>, rc: &model::RouteConfig, clusters: &BTreeSet<&s
     for (i, vh) in rc.virtual_hosts.iter().enumerate() {
         for (j, r) in vh.routes.iter().enumerate() {
             let path = format!("virtual_hosts[{i}].routes[{j}].route");
-            if let Some(c) = &r.route.cluster
+            let Some(a) = &r.route else { continue };
+            if let Some(c) = &a.cluster
                 && !clusters.contains(c.as_str())
             {
                 return Err(cx.reject(format!("{path}.cluster"), format!("unknown cluster {c:?}")));
             }
-            for (k, w) in r.route.weighted_clusters.iter().enumerate() {
+            for (k, w) in a.weighted_clusters.iter().enumerate() {
                 if !clusters.contains(w.name.as_str()) {
                     return Err(cx.reject(format!("{path}.weighted_clusters.clusters[{k}]"), format!("unknown cluster {:?}", w.name)));
+                }
+            }
+            for (k, m) in a.mirrors.iter().enumerate() {
+                if !clusters.contains(m.cluster.as_str()) {
+                    return Err(cx.reject(format!("{path}.request_mirror_policies[{k}].cluster"), format!("unknown cluster {:?}", m.cluster)));
                 }
             }
         }

@@ -32,11 +32,12 @@ pub(crate) fn translate(cx: &mut Cx<'_>, c: &Cluster) -> Tr<TranslatedCluster> {
             "name", "type", "eds_cluster_config", "connect_timeout", "lb_policy", "load_assignment", "circuit_breakers",
             "outlier_detection", "typed_extension_protocol_options", "http2_protocol_options", "http_protocol_options",
             "transport_socket", "transport_socket_matches", "metadata", "original_dst_lb_config", "least_request_lb_config",
-            "ring_hash_lb_config", "maglev_lb_config", "round_robin_lb_config",
+            "ring_hash_lb_config", "maglev_lb_config", "round_robin_lb_config", "dns_refresh_rate", "dns_lookup_family",
         ],
         &[
             "alt_stat_name", "per_connection_buffer_limit_bytes", "common_lb_config", "cleanup_interval", "filters",
-            "dns_refresh_rate", "dns_lookup_family", "respect_dns_ttl", "max_requests_per_connection",
+            // The system resolver reports no TTLs: DNS clusters re-resolve every dns_refresh_rate.
+            "respect_dns_ttl", "max_requests_per_connection",
             "common_http_protocol_options", "upstream_connection_options", "track_cluster_stats", "wait_for_warm_on_init",
             "close_connections_on_host_health_failure", "ignore_health_on_host_removal", "dns_jitter",
             // Istio binds inbound passthrough to 127.0.0.6 to dodge its own capture; oxidecar's
@@ -49,7 +50,8 @@ pub(crate) fn translate(cx: &mut Cx<'_>, c: &Cluster) -> Tr<TranslatedCluster> {
         Some(cluster::ClusterDiscoveryType::Type(t)) => match cluster::DiscoveryType::try_from(t) {
             Ok(cluster::DiscoveryType::Eds) => ClusterKind::Eds,
             Ok(cluster::DiscoveryType::OriginalDst) => ClusterKind::OriginalDst,
-            Ok(cluster::DiscoveryType::StrictDns | cluster::DiscoveryType::LogicalDns) => ClusterKind::Static,
+            Ok(cluster::DiscoveryType::StrictDns) => ClusterKind::StrictDns,
+            Ok(cluster::DiscoveryType::LogicalDns) => ClusterKind::LogicalDns,
             _ => return Err(cx.reject("type", format!("discovery type {t} is not supported"))),
         },
         Some(cluster::ClusterDiscoveryType::ClusterType(ref ct)) => {
@@ -83,6 +85,7 @@ pub(crate) fn translate(cx: &mut Cx<'_>, c: &Cluster) -> Tr<TranslatedCluster> {
         outlier_detection: None,
         health_check: None,
         endpoints: Vec::new(),
+        dns: None,
     };
     if out.connect_timeout.is_zero() {
         out.connect_timeout = model::DEFAULT_CONNECT_TIMEOUT;
@@ -182,6 +185,9 @@ pub(crate) fn translate(cx: &mut Cx<'_>, c: &Cluster) -> Tr<TranslatedCluster> {
     if let Some(la) = &c.load_assignment {
         if kind == ClusterKind::OriginalDst {
             cx.ignore("Cluster.load_assignment(original_dst)");
+        } else if kind.is_dns() {
+            let hosts = super::endpoint::dns_hosts(cx, "load_assignment", la)?;
+            out.dns = Some(dns(cx, c, kind, hosts)?);
         } else {
             out.endpoints = super::endpoint::endpoints(cx, "load_assignment", la)?;
         }
@@ -191,6 +197,28 @@ pub(crate) fn translate(cx: &mut Cx<'_>, c: &Cluster) -> Tr<TranslatedCluster> {
         out.kind = ClusterKind::Blackhole;
     }
     Ok(TranslatedCluster { cluster: out, eds_name })
+}
+
+/// A DNS cluster's resolution settings. Envoy's LOGICAL_DNS takes exactly one host.
+#[allow(deprecated)] // Istio still sends dns_refresh_rate.
+fn dns(cx: &mut Cx<'_>, c: &Cluster, kind: ClusterKind, hosts: Vec<model::DnsHost>) -> Tr<model::Dns> {
+    if hosts.is_empty() {
+        return Err(cx.reject("load_assignment", "a DNS cluster needs at least one endpoint to resolve"));
+    }
+    if kind == ClusterKind::LogicalDns && hosts.len() > 1 {
+        return Err(cx.reject("load_assignment", "a LOGICAL_DNS cluster resolves exactly one endpoint"));
+    }
+    use cluster::DnsLookupFamily as F;
+    let lookup_family = match F::try_from(c.dns_lookup_family) {
+        Ok(F::Auto) => model::LookupFamily::Auto,
+        Ok(F::V4Only) => model::LookupFamily::V4Only,
+        Ok(F::V6Only) => model::LookupFamily::V6Only,
+        Ok(F::V4Preferred) => model::LookupFamily::V4Preferred,
+        Ok(F::All) => model::LookupFamily::All,
+        Err(_) => return Err(cx.reject("dns_lookup_family", format!("{} is not a lookup family", c.dns_lookup_family))),
+    };
+    let refresh_rate = c.dns_refresh_rate.as_ref().map(duration).filter(|d| !d.is_zero()).unwrap_or(model::DEFAULT_DNS_REFRESH_RATE);
+    Ok(model::Dns { hosts, refresh_rate, lookup_family })
 }
 
 /// `outbound|9080|v1|reviews.default.svc.cluster.local` → the host part.

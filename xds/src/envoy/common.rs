@@ -12,8 +12,9 @@ pub(crate) fn duration(d: &pb::Duration) -> Duration {
     Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32)
 }
 
-/// A socket address with an IP literal; a hostname or a pipe is refused naming `field`.
-pub(crate) fn socket_addr(cx: &Cx<'_>, field: &str, a: Option<&Address>) -> Tr<SocketAddr> {
+/// A socket address's host (IP literal or DNS name) and port; a pipe or named port is refused
+/// naming `field`.
+pub(crate) fn host_port(cx: &Cx<'_>, field: &str, a: Option<&Address>) -> Tr<(String, u16)> {
     let Some(address::Address::SocketAddress(sa)) = a.and_then(|a| a.address.as_ref()) else {
         return Err(cx.reject(field, "only socket addresses are supported (no pipes or internal addresses)"));
     };
@@ -21,11 +22,21 @@ pub(crate) fn socket_addr(cx: &Cx<'_>, field: &str, a: Option<&Address>) -> Tr<S
         Some(socket_address::PortSpecifier::PortValue(p)) => u16::try_from(p).map_err(|_| cx.reject(field, format!("{p} is not a port")))?,
         _ => return Err(cx.reject(field, "named ports are not supported")),
     };
-    let ip: IpAddr = sa
-        .address
+    Ok((sa.address.clone(), port))
+}
+
+/// A host and port that must be an IP literal (endpoints of every cluster type but DNS ones).
+pub(crate) fn ip_addr(cx: &Cx<'_>, field: &str, host: &str, port: u16) -> Tr<SocketAddr> {
+    let ip: IpAddr = host
         .parse()
-        .map_err(|_| cx.reject(field, format!("{:?} is not an IP address (DNS names are not resolved by oxidecar)", sa.address)))?;
+        .map_err(|_| cx.reject(field, format!("{host:?} is not an IP address (only STRICT_DNS and LOGICAL_DNS clusters resolve names)")))?;
     Ok(SocketAddr::new(ip, port))
+}
+
+/// A socket address with an IP literal; a hostname or a pipe is refused naming `field`.
+pub(crate) fn socket_addr(cx: &Cx<'_>, field: &str, a: Option<&Address>) -> Tr<SocketAddr> {
+    let (host, port) = host_port(cx, field, a)?;
+    ip_addr(cx, field, &host, port)
 }
 
 /// A string at `filter_metadata[ns].key`.

@@ -6,16 +6,45 @@ use std::collections::BTreeMap;
 use envoy_types::pb::envoy::config::core::v3::HealthStatus;
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
 
-use super::common::{metadata_str, metadata_strings, socket_addr};
+use super::common::{host_port, ip_addr, metadata_str, metadata_strings};
 use super::reflect::check;
 use super::report::{Cx, Tr};
 use crate::model;
 
-/// Endpoints that may take traffic. Envoy keeps UNHEALTHY / DRAINING / TIMEOUT hosts out of load
-/// balancing, so they are left out here.
+/// One lb_endpoint as listed: host (IP or name), port, weight, labels, and where it was.
+pub(crate) struct Entry {
+    pub field: String,
+    pub host: String,
+    pub port: u16,
+    pub weight: u32,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Endpoints that may take traffic, with IP addresses. The same address listed twice (e.g. in two
+/// localities) becomes one endpoint with both weights.
 pub(crate) fn endpoints(cx: &mut Cx<'_>, path: &str, cla: &ClusterLoadAssignment) -> Tr<Vec<model::Endpoint>> {
-    check(cx, path, cla, &["cluster_name", "endpoints"], &["policy", "named_endpoints"])?;
     let mut out: Vec<model::Endpoint> = Vec::new();
+    for e in entries(cx, path, cla)? {
+        let address = ip_addr(cx, &e.field, &e.host, e.port)?;
+        if let Some(dup) = out.iter_mut().find(|x| x.address == address) {
+            dup.weight = dup.weight.saturating_add(e.weight);
+            continue;
+        }
+        out.push(model::Endpoint { address, weight: e.weight, labels: e.labels });
+    }
+    Ok(out)
+}
+
+/// The hosts a STRICT_DNS / LOGICAL_DNS cluster resolves.
+pub(crate) fn dns_hosts(cx: &mut Cx<'_>, path: &str, cla: &ClusterLoadAssignment) -> Tr<Vec<model::DnsHost>> {
+    Ok(entries(cx, path, cla)?.into_iter().map(|e| model::DnsHost { host: e.host, port: e.port, weight: e.weight, labels: e.labels }).collect())
+}
+
+/// Every lb_endpoint that may take traffic. Envoy keeps UNHEALTHY / DRAINING / TIMEOUT hosts out
+/// of load balancing, so they are left out here.
+fn entries(cx: &mut Cx<'_>, path: &str, cla: &ClusterLoadAssignment) -> Tr<Vec<Entry>> {
+    check(cx, path, cla, &["cluster_name", "endpoints"], &["policy", "named_endpoints"])?;
+    let mut out: Vec<Entry> = Vec::new();
     for (i, group) in cla.endpoints.iter().enumerate() {
         let gpath = join(path, &format!("endpoints[{i}]"));
         check(cx, &gpath, group, &["locality", "lb_endpoints", "priority"], &["load_balancing_weight", "metadata", "proximity"])?;
@@ -36,7 +65,8 @@ pub(crate) fn endpoints(cx: &mut Cx<'_>, path: &str, cla: &ClusterLoadAssignment
                 return Err(cx.reject(format!("{epath}.endpoint_name"), "named endpoints are not supported"));
             };
             check(cx, &format!("{epath}.endpoint"), ep, &["address"], &["health_check_config", "hostname"])?;
-            let address = socket_addr(cx, &format!("{epath}.endpoint.address"), ep.address.as_ref())?;
+            let field = format!("{epath}.endpoint.address");
+            let (host, port) = host_port(cx, &field, ep.address.as_ref())?;
             let weight = lb.load_balancing_weight.as_ref().map_or(1, |w| w.value);
             if weight == 0 {
                 return Err(cx.reject(format!("{epath}.load_balancing_weight"), "must be at least 1"));
@@ -62,12 +92,7 @@ pub(crate) fn endpoints(cx: &mut Cx<'_>, path: &str, cla: &ClusterLoadAssignment
                     }
                 }
             }
-            if let Some(dup) = out.iter_mut().find(|e| e.address == address) {
-                // The same address twice (e.g. two localities): one endpoint with both weights.
-                dup.weight = dup.weight.saturating_add(weight);
-                continue;
-            }
-            out.push(model::Endpoint { address, weight, labels });
+            out.push(Entry { field, host, port, weight, labels });
         }
     }
     Ok(out)

@@ -1,5 +1,6 @@
 //! RouteConfiguration → [`model::RouteConfig`]: virtual hosts, matches, cluster or weighted
-//! clusters, timeouts, retries, hash policies and header changes.
+//! clusters, timeouts, retries, hash policies and header changes (redirects, direct responses and
+//! mirrors are in `answer`).
 
 use envoy_types::pb::envoy::config::core::v3::HeaderValueOption;
 use envoy_types::pb::envoy::config::route::v3::{
@@ -113,20 +114,21 @@ fn route(cx: &mut Cx<'_>, path: &str, r: &Route, outer: &Headers, vh_retry: Opti
         return Err(cx.reject(format!("{path}.typed_per_filter_config[{key:?}]"), format!("per-route {} is not supported", any_type(any))));
     }
     let route_match = match_of(cx, &format!("{path}.match"), r.r#match.as_ref())?;
-    let action = match &r.action {
-        Some(route::Action::Route(a)) => action(cx, &format!("{path}.route"), a, vh_retry)?,
-        Some(route::Action::Redirect(_)) => return Err(cx.reject(format!("{path}.redirect"), "redirects are not supported yet")),
-        Some(route::Action::DirectResponse(_)) => {
-            return Err(cx.reject(format!("{path}.direct_response"), "direct responses are not supported yet"));
-        }
-        _ => return Err(cx.reject(path, "needs a `route` action")),
-    };
+    let (mut forward, mut redirect, mut direct_response) = (None, None, None);
+    match &r.action {
+        Some(route::Action::Route(a)) => forward = Some(action(cx, &format!("{path}.route"), a, vh_retry)?),
+        Some(route::Action::Redirect(rd)) => redirect = Some(super::answer::redirect(cx, &format!("{path}.redirect"), rd, &route_match)?),
+        Some(route::Action::DirectResponse(d)) => direct_response = Some(super::answer::direct_response(cx, &format!("{path}.direct_response"), d)?),
+        _ => return Err(cx.reject(path, "needs a `route`, `redirect` or `direct_response` action")),
+    }
     let h = Headers::of(cx, path, &r.request_headers_to_add, &r.request_headers_to_remove, &r.response_headers_to_add, &r.response_headers_to_remove)?
         .then(outer);
     Ok(model::Route {
         name: Some(r.name.clone()).filter(|n| !n.is_empty()),
         route_match,
-        route: action,
+        route: forward,
+        redirect,
+        direct_response,
         request_headers_to_add: h.req_add,
         request_headers_to_remove: h.req_remove,
         response_headers_to_add: h.resp_add,
@@ -207,7 +209,7 @@ fn action(cx: &mut Cx<'_>, path: &str, a: &RouteAction, vh_retry: Option<&model:
         cx,
         path,
         a,
-        &["cluster", "weighted_clusters", "timeout", "retry_policy", "hash_policy"],
+        &["cluster", "weighted_clusters", "timeout", "retry_policy", "hash_policy", "request_mirror_policies"],
         &[
             // A gRPC deadline the client sends is enforced by the client itself; without a route
             // timeout oxidecar leaves the stream open as long as the client does.
@@ -249,6 +251,9 @@ fn action(cx: &mut Cx<'_>, path: &str, a: &RouteAction, vh_retry: Option<&model:
             _ => return Err(cx.reject(at, "only header, cookie and source-IP hash policies are supported")),
         }
         out.hash_policy.push(m);
+    }
+    for (i, mp) in a.request_mirror_policies.iter().enumerate() {
+        out.mirrors.push(super::answer::mirror(cx, &format!("{path}.request_mirror_policies[{i}]"), mp)?);
     }
     Ok(out)
 }

@@ -42,6 +42,70 @@ pub struct Cluster {
     pub health_check: Option<HealthCheck>,
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+    /// For `strict_dns` and `logical_dns`: the names whose addresses become the endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<Dns>,
+}
+
+/// Envoy's default DNS refresh interval.
+pub const DEFAULT_DNS_REFRESH_RATE: Duration = Duration::from_secs(5);
+
+/// How a DNS cluster finds its endpoints: each host is resolved with the system resolver now and
+/// every `refresh_rate`; a failed resolution keeps the addresses last found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    pub hosts: Vec<DnsHost>,
+    #[serde(default = "default_dns_refresh", with = "humantime_serde")]
+    pub refresh_rate: Duration,
+    #[serde(default)]
+    pub lookup_family: LookupFamily,
+}
+
+fn default_dns_refresh() -> Duration {
+    DEFAULT_DNS_REFRESH_RATE
+}
+
+/// A name to resolve, with the port, weight and labels each of its addresses gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsHost {
+    pub host: String,
+    pub port: u16,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Which address families of a resolved name are used (Envoy's `dns_lookup_family`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LookupFamily {
+    /// IPv6 addresses when there are any, else IPv4.
+    #[default]
+    Auto,
+    /// IPv4 addresses when there are any, else IPv6.
+    V4Preferred,
+    V4Only,
+    V6Only,
+    /// Every address of both families.
+    All,
+}
+
+impl LookupFamily {
+    /// The addresses of `found` this family keeps, in resolver order.
+    pub fn select(self, found: &[IpAddr]) -> Vec<IpAddr> {
+        let v4: Vec<IpAddr> = found.iter().copied().filter(IpAddr::is_ipv4).collect();
+        let v6: Vec<IpAddr> = found.iter().copied().filter(IpAddr::is_ipv6).collect();
+        match self {
+            LookupFamily::Auto if !v6.is_empty() => v6,
+            LookupFamily::Auto | LookupFamily::V4Only => v4,
+            LookupFamily::V4Preferred if !v4.is_empty() => v4,
+            LookupFamily::V4Preferred | LookupFamily::V6Only => v6,
+            LookupFamily::All => found.to_vec(),
+        }
+    }
 }
 
 /// Probes every endpoint each `interval`: an HTTP GET of `http_path` that must answer 2xx, or a
@@ -105,12 +169,21 @@ pub enum ClusterKind {
     /// Endpoints delivered by the control plane (Envoy's EDS); the list may be empty while a
     /// service has no ready instance (requests then get 503 `UH`).
     Eds,
+    /// Every address of every name in `dns.hosts` is an endpoint, re-resolved every refresh.
+    StrictDns,
+    /// The first address of the one name in `dns.hosts` is the endpoint, re-resolved every refresh.
+    LogicalDns,
 }
 
 impl ClusterKind {
     /// Whether endpoints come from each connection rather than from the config.
     pub fn is_original_dst(self) -> bool {
         matches!(self, ClusterKind::OriginalDst | ClusterKind::OriginalDstLoopback)
+    }
+
+    /// Whether endpoints come from resolving `dns.hosts`.
+    pub fn is_dns(self) -> bool {
+        matches!(self, ClusterKind::StrictDns | ClusterKind::LogicalDns)
     }
 
     /// Where a connection whose original destination was `original` goes, for the original_dst kinds.

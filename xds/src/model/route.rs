@@ -29,7 +29,15 @@ pub struct Route {
     pub name: Option<String>,
     #[serde(rename = "match")]
     pub route_match: RouteMatch,
-    pub route: RouteAction,
+    /// Forward upstream. Exactly one of `route`, `redirect` and `direct_response`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteAction>,
+    /// Answer with a redirect built from the request's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Redirect>,
+    /// Answer with a fixed status and body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_response: Option<DirectResponse>,
     #[serde(default)]
     pub request_headers_to_add: Vec<HeaderValue>,
     #[serde(default)]
@@ -89,6 +97,76 @@ pub struct RouteAction {
     /// Keys for ring_hash / maglev clusters; the first that yields a value is used.
     #[serde(default)]
     pub hash_policy: Vec<HashPolicy>,
+    /// Copies of the request sent to other clusters, whose answers are discarded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<Mirror>,
+}
+
+/// Sends a copy of `percent` % of the route's requests to `cluster` (Envoy's request mirror
+/// policy). The copy's authority gets `-shadow` appended; the primary never waits for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mirror {
+    pub cluster: String,
+    #[serde(default = "default_mirror_percent")]
+    pub percent: f64,
+}
+
+fn default_mirror_percent() -> f64 {
+    100.0
+}
+
+/// A redirect answered by the proxy: the request's URL with the given parts replaced, in
+/// `location`. At most one of `path`, `prefix_rewrite` and `regex_rewrite`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Redirect {
+    /// `http` or `https`; changing the scheme drops a default port (80, 443) of the request.
+    #[serde(default)]
+    pub scheme: Option<String>,
+    /// Replaces the host (and drops the request's port unless `port` is set).
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Replaces the whole path (and the query, when it has one).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Replaces the part of the path the route's `prefix` (or `path`) matched.
+    #[serde(default)]
+    pub prefix_rewrite: Option<String>,
+    /// Rewrites the path with a regular expression; `\1` in the substitution is the first group.
+    #[serde(default)]
+    pub regex_rewrite: Option<RegexRewrite>,
+    /// 301, 302, 303, 307 or 308.
+    #[serde(default = "default_redirect_code")]
+    pub response_code: u16,
+    /// Leave the request's query out of the location.
+    #[serde(default)]
+    pub strip_query: bool,
+}
+
+/// The redirect statuses Envoy offers.
+pub const REDIRECT_CODES: [u16; 5] = [301, 302, 303, 307, 308];
+
+fn default_redirect_code() -> u16 {
+    301
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexRewrite {
+    pub pattern: String,
+    pub substitution: String,
+}
+
+/// A response the proxy answers itself; the route's response headers are added to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectResponse {
+    pub status: u16,
+    #[serde(default)]
+    pub body: Option<String>,
 }
 
 /// One source of a consistent-hash key: exactly one of `header`, `cookie`, `source_ip`.

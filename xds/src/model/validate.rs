@@ -216,46 +216,67 @@ impl Snapshot {
                 c.regex(format!("{hpath}.regex"), re);
             }
         }
-        let a = &r.route;
-        match (&a.cluster, a.weighted_clusters.is_empty()) {
-            (Some(name), true) => {
-                if self.cluster(name).is_none() {
-                    c.err(format!("{path}.route.cluster"), format!("unknown cluster {name:?}"));
+        let actions = [r.route.is_some(), r.redirect.is_some(), r.direct_response.is_some()];
+        if actions.iter().filter(|b| **b).count() != 1 {
+            c.err(path.to_string(), "needs exactly one of `route`, `redirect` and `direct_response`");
+        }
+        if let Some(rd) = &r.redirect {
+            validate_redirect(c, &format!("{path}.redirect"), rd, m);
+        }
+        if let Some(d) = &r.direct_response
+            && !(200..=599).contains(&d.status)
+        {
+            c.err(format!("{path}.direct_response.status"), format!("{} is not an HTTP status (200-599)", d.status));
+        }
+        if let Some(a) = &r.route {
+            match (&a.cluster, a.weighted_clusters.is_empty()) {
+                (Some(name), true) => {
+                    if self.cluster(name).is_none() {
+                        c.err(format!("{path}.route.cluster"), format!("unknown cluster {name:?}"));
+                    }
+                }
+                (None, false) => c.weighted(&format!("{path}.route.weighted_clusters"), self, &a.weighted_clusters),
+                _ => c.err(format!("{path}.route"), "needs exactly one of `cluster` and `weighted_clusters`"),
+            }
+            for (h, hp) in a.hash_policy.iter().enumerate() {
+                let hpath = format!("{path}.route.hash_policy[{h}]");
+                let kinds = [hp.header.is_some(), hp.cookie.is_some(), hp.source_ip == Some(true)];
+                if kinds.iter().filter(|b| **b).count() != 1 {
+                    c.err(hpath.clone(), "needs exactly one of `header`, `cookie` and `source_ip: true`");
+                }
+                if hp.header.as_deref().is_some_and(http_name_invalid) {
+                    c.err(format!("{hpath}.header"), format!("{:?} is not an HTTP header name", hp.header.as_deref().unwrap_or("")));
+                }
+                if hp.cookie.as_deref().is_some_and(|n| n.is_empty() || n.contains(['=', ';', ' '])) {
+                    c.err(format!("{hpath}.cookie"), format!("{:?} is not a cookie name", hp.cookie.as_deref().unwrap_or("")));
                 }
             }
-            (None, false) => c.weighted(&format!("{path}.route.weighted_clusters"), self, &a.weighted_clusters),
-            _ => c.err(format!("{path}.route"), "needs exactly one of `cluster` and `weighted_clusters`"),
-        }
-        for (h, hp) in a.hash_policy.iter().enumerate() {
-            let hpath = format!("{path}.route.hash_policy[{h}]");
-            let kinds = [hp.header.is_some(), hp.cookie.is_some(), hp.source_ip == Some(true)];
-            if kinds.iter().filter(|b| **b).count() != 1 {
-                c.err(hpath.clone(), "needs exactly one of `header`, `cookie` and `source_ip: true`");
+            if a.timeout.is_some_and(|t| t.is_zero()) {
+                c.err(format!("{path}.route.timeout"), "must be greater than 0 (omit it for no timeout)");
             }
-            if hp.header.as_deref().is_some_and(http_name_invalid) {
-                c.err(format!("{hpath}.header"), format!("{:?} is not an HTTP header name", hp.header.as_deref().unwrap_or("")));
-            }
-            if hp.cookie.as_deref().is_some_and(|n| n.is_empty() || n.contains(['=', ';', ' '])) {
-                c.err(format!("{hpath}.cookie"), format!("{:?} is not a cookie name", hp.cookie.as_deref().unwrap_or("")));
-            }
-        }
-        if a.timeout.is_some_and(|t| t.is_zero()) {
-            c.err(format!("{path}.route.timeout"), "must be greater than 0 (omit it for no timeout)");
-        }
-        if let Some(rp) = &a.retry_policy {
-            if rp.retry_on.is_empty() && rp.num_retries > 0 {
-                c.err(format!("{path}.route.retry_policy.retry_on"), "must name at least one condition");
-            }
-            if rp.retry_on.contains(&RetryOn::RetriableStatusCodes) && rp.retriable_status_codes.is_empty() {
-                c.err(format!("{path}.route.retry_policy.retriable_status_codes"), "retriable-status-codes needs at least one status");
-            }
-            for (k, s) in rp.retriable_status_codes.iter().enumerate() {
-                if !(100..=599).contains(s) {
-                    c.err(format!("{path}.route.retry_policy.retriable_status_codes[{k}]"), format!("{s} is not an HTTP status"));
+            if let Some(rp) = &a.retry_policy {
+                if rp.retry_on.is_empty() && rp.num_retries > 0 {
+                    c.err(format!("{path}.route.retry_policy.retry_on"), "must name at least one condition");
+                }
+                if rp.retry_on.contains(&RetryOn::RetriableStatusCodes) && rp.retriable_status_codes.is_empty() {
+                    c.err(format!("{path}.route.retry_policy.retriable_status_codes"), "retriable-status-codes needs at least one status");
+                }
+                for (k, s) in rp.retriable_status_codes.iter().enumerate() {
+                    if !(100..=599).contains(s) {
+                        c.err(format!("{path}.route.retry_policy.retriable_status_codes[{k}]"), format!("{s} is not an HTTP status"));
+                    }
+                }
+                if rp.per_try_timeout.is_some_and(|t| t.is_zero()) {
+                    c.err(format!("{path}.route.retry_policy.per_try_timeout"), "must be greater than 0 (omit it for none)");
                 }
             }
-            if rp.per_try_timeout.is_some_and(|t| t.is_zero()) {
-                c.err(format!("{path}.route.retry_policy.per_try_timeout"), "must be greater than 0 (omit it for none)");
+            for (k, mp) in a.mirrors.iter().enumerate() {
+                if self.cluster(&mp.cluster).is_none() {
+                    c.err(format!("{path}.route.mirrors[{k}].cluster"), format!("unknown cluster {:?}", mp.cluster));
+                }
+                if !(0.0..=100.0).contains(&mp.percent) {
+                    c.err(format!("{path}.route.mirrors[{k}].percent"), format!("{} is not between 0 and 100", mp.percent));
+                }
             }
         }
         let header_lists = [
@@ -281,6 +302,43 @@ impl Snapshot {
     }
 }
 
+fn validate_redirect(c: &mut Checker, path: &str, rd: &Redirect, m: &RouteMatch) {
+    if !REDIRECT_CODES.contains(&rd.response_code) {
+        c.err(format!("{path}.response_code"), format!("{} is not a redirect status (301, 302, 303, 307, 308)", rd.response_code));
+    }
+    if let Some(s) = rd.scheme.as_deref()
+        && !matches!(s, "http" | "https")
+    {
+        c.err(format!("{path}.scheme"), format!("{s:?} is not http or https"));
+    }
+    if let Some(h) = rd.host.as_deref()
+        && (h.is_empty() || h.contains(['/', ' ', '?', '#', '@']))
+    {
+        c.err(format!("{path}.host"), format!("{h:?} is not a host"));
+    }
+    if rd.port == Some(0) {
+        c.err(format!("{path}.port"), "0 is not a port");
+    }
+    let rewrites = [rd.path.is_some(), rd.prefix_rewrite.is_some(), rd.regex_rewrite.is_some()];
+    if rewrites.iter().filter(|b| **b).count() > 1 {
+        c.err(path.to_string(), "at most one of `path`, `prefix_rewrite` and `regex_rewrite`");
+    }
+    if rd.path.as_deref().is_some_and(|p| !p.starts_with('/')) {
+        c.err(format!("{path}.path"), format!("{:?} must start with `/`", rd.path.as_deref().unwrap_or("")));
+    }
+    if rd.prefix_rewrite.is_some() && m.regex.is_some() {
+        c.err(format!("{path}.prefix_rewrite"), "needs a `prefix` or `path` match to know what to replace");
+    }
+    if let Some(rr) = &rd.regex_rewrite {
+        c.regex(format!("{path}.regex_rewrite.pattern"), &rr.pattern);
+    }
+    for (field, v) in [("path", rd.path.as_deref()), ("prefix_rewrite", rd.prefix_rewrite.as_deref()), ("host", rd.host.as_deref())] {
+        if v.is_some_and(|v| v.bytes().any(|b| b.is_ascii_control())) {
+            c.err(format!("{path}.{field}"), "must not contain control characters");
+        }
+    }
+}
+
 fn http_name_invalid(name: &str) -> bool {
     name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
@@ -300,7 +358,38 @@ fn validate_cluster(c: &mut Checker, i: usize, cl: &Cluster) {
         ClusterKind::Blackhole if !cl.endpoints.is_empty() => {
             c.err(format!("{path}.endpoints"), "a blackhole cluster refuses every connection; remove the list");
         }
+        ClusterKind::StrictDns | ClusterKind::LogicalDns if !cl.endpoints.is_empty() => {
+            c.err(format!("{path}.endpoints"), "a DNS cluster's endpoints come from resolving `dns.hosts`; remove the list");
+        }
         _ => {}
+    }
+    match (&cl.dns, cl.kind.is_dns()) {
+        (None, true) => c.err(format!("{path}.dns"), "a DNS cluster needs `dns.hosts` to resolve"),
+        (Some(_), false) => c.err(format!("{path}.dns"), "only strict_dns and logical_dns clusters resolve hosts; set `type`"),
+        (Some(dns), true) => {
+            if dns.hosts.is_empty() {
+                c.err(format!("{path}.dns.hosts"), "must list at least one host");
+            }
+            if cl.kind == ClusterKind::LogicalDns && dns.hosts.len() > 1 {
+                c.err(format!("{path}.dns.hosts"), "a logical_dns cluster resolves exactly one host");
+            }
+            if dns.refresh_rate.is_zero() {
+                c.err(format!("{path}.dns.refresh_rate"), "must be greater than 0");
+            }
+            for (k, h) in dns.hosts.iter().enumerate() {
+                let literal = h.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok();
+                if !literal && (h.host.is_empty() || dns_name(h.host.trim_end_matches('.')).is_none()) {
+                    c.err(format!("{path}.dns.hosts[{k}].host"), format!("{:?} is not a DNS name or IP address", h.host));
+                }
+                if h.port == 0 {
+                    c.err(format!("{path}.dns.hosts[{k}].port"), "0 is not a port");
+                }
+                if h.weight == 0 {
+                    c.err(format!("{path}.dns.hosts[{k}].weight"), "must be at least 1");
+                }
+            }
+        }
+        (None, false) => {}
     }
     if cl.max_connection_duration.is_some_and(|d| d.is_zero()) {
         c.err(format!("{path}.max_connection_duration"), "must be greater than 0 (omit it for no limit)");
