@@ -3,6 +3,7 @@
 //! Bootstrap, Clusters, Endpoints, Listeners, Routes and Secrets dump. Private keys never leave
 //! the process: they are written as `[redacted]`, as Envoy does.
 
+mod answer;
 mod from_model;
 
 pub use from_model::resources_from_snapshot;

@@ -133,6 +133,7 @@ fn cluster(c: &model::Cluster) -> (Cluster, Option<ClusterLoadAssignment>) {
             DiscoveryType::Eds
         }
         ClusterKind::OriginalDst | ClusterKind::OriginalDstLoopback => DiscoveryType::OriginalDst,
+        ClusterKind::StrictDns | ClusterKind::LogicalDns => super::answer::dns_cluster(c, &mut out),
     };
     out.cluster_discovery_type = Some(ClusterDiscoveryType::Type(discovery as i32));
     out.lb_policy = match (c.kind.is_original_dst(), c.lb_policy) {
@@ -350,7 +351,24 @@ fn route(r: &model::Route) -> Route {
             HeaderMatcher { name: h.name.clone(), invert_match: h.invert, header_match_specifier: Some(specifier), ..Default::default() }
         })
         .collect();
-    let a = &r.route;
+    let action = match (&r.route, &r.redirect, &r.direct_response) {
+        (_, Some(rd), _) => route::Action::Redirect(super::answer::redirect(rd)),
+        (_, _, Some(d)) => route::Action::DirectResponse(super::answer::direct_response(d)),
+        (a, _, _) => route::Action::Route(forward(a.as_ref().cloned().unwrap_or_default())),
+    };
+    Route {
+        name: r.name.clone().unwrap_or_default(),
+        r#match: Some(RouteMatch { path_specifier: Some(path_specifier), headers: header_matchers, ..Default::default() }),
+        action: Some(action),
+        request_headers_to_add: headers(&r.request_headers_to_add),
+        request_headers_to_remove: r.request_headers_to_remove.clone(),
+        response_headers_to_add: headers(&r.response_headers_to_add),
+        response_headers_to_remove: r.response_headers_to_remove.clone(),
+        ..Default::default()
+    }
+}
+
+fn forward(a: model::RouteAction) -> RouteAction {
     let cluster_specifier = match &a.cluster {
         Some(c) => route_action::ClusterSpecifier::Cluster(c.clone()),
         None => route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
@@ -383,15 +401,6 @@ fn route(r: &model::Route) -> Route {
         .collect();
     // Envoy's default route timeout is 15 s; oxidecar's is none, which Envoy writes as 0s.
     let timeout = Some(duration(a.timeout.unwrap_or_default()));
-    let action = RouteAction { cluster_specifier: Some(cluster_specifier), timeout, retry_policy, hash_policy, ..Default::default() };
-    Route {
-        name: r.name.clone().unwrap_or_default(),
-        r#match: Some(RouteMatch { path_specifier: Some(path_specifier), headers: header_matchers, ..Default::default() }),
-        action: Some(route::Action::Route(action)),
-        request_headers_to_add: headers(&r.request_headers_to_add),
-        request_headers_to_remove: r.request_headers_to_remove.clone(),
-        response_headers_to_add: headers(&r.response_headers_to_add),
-        response_headers_to_remove: r.response_headers_to_remove.clone(),
-        ..Default::default()
-    }
+    let request_mirror_policies = a.mirrors.iter().map(super::answer::mirror).collect();
+    RouteAction { cluster_specifier: Some(cluster_specifier), timeout, retry_policy, hash_policy, request_mirror_policies, ..Default::default() }
 }

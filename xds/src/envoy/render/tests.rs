@@ -35,7 +35,16 @@ route_configs:
               retry_policy: { num_retries: 3, retry_on: [5xx, retriable-status-codes], retriable_status_codes: [503], per_try_timeout: 1s }
             request_headers_to_add: [{ name: x-a, value: "1" }]
           - match: { regex: "/v[0-9]+/.*" }
-            route: { cluster: app, hash_policy: [{ header: x-user }] }
+            route: { cluster: app, hash_policy: [{ header: x-user }], mirrors: [{ cluster: payments, percent: 25 }, { cluster: app }] }
+          - match: { prefix: /old/ }
+            redirect: { prefix_rewrite: /new/, host: new.example, port: 8443, scheme: https, response_code: 308, strip_query: true }
+          - match: { path: /v1 }
+            redirect: { regex_rewrite: { pattern: '^/v([0-9]+)$', substitution: '/api?v=\1' } }
+          - match: { path: /healthz }
+            direct_response: { status: 200, body: "ok" }
+            response_headers_to_add: [{ name: x-served-by, value: mesh }]
+          - match: { path: /gone }
+            direct_response: { status: 410 }
 clusters:
   - name: app
     lb_policy: ring_hash
@@ -56,6 +65,9 @@ clusters:
     endpoints:
       - { address: 10.0.0.1:9080, labels: { tlsMode: istio, version: v2 } }
   - { name: PassthroughCluster, type: original_dst }
+  - name: payments
+    type: strict_dns
+    dns: { hosts: [{ host: api.payments.example, port: 443, weight: 2 }, { host: 10.0.0.9, port: 443 }], refresh_rate: 30s, lookup_family: v4_only }
 "#;
 
 fn hotel() -> crate::envoy::dump::Dump {
@@ -118,12 +130,12 @@ fn a_static_config_renders_as_envoy_resources_that_translate_back_to_it() {
     let mut snapshot = crate::static_file::parse_str(MESH).expect("valid");
     // Envoy has no switch for retrying non-idempotent requests: it retries any method.
     for vh in snapshot.route_configs.iter_mut().flat_map(|rc| rc.virtual_hosts.iter_mut()) {
-        for r in vh.routes.iter_mut().filter_map(|r| r.route.retry_policy.as_mut()) {
+        for r in vh.routes.iter_mut().filter_map(|r| r.route.as_mut().and_then(|a| a.retry_policy.as_mut())) {
             r.retry_non_idempotent = true;
         }
     }
     let set = resources_from_snapshot(&snapshot);
-    assert_eq!((set.clusters.len(), set.endpoints.len(), set.listeners.len(), set.routes.len()), (3, 1, 2, 1));
+    assert_eq!((set.clusters.len(), set.endpoints.len(), set.listeners.len(), set.routes.len()), (4, 1, 2, 1));
     let base = crate::static_file::parse_str("identity: { cert_chain: /x/cert-chain.pem, private_key: /x/key.pem, trust_bundle: /x/root-cert.pem }").expect("base");
     let t = translate(&set, &Options { base, lenient_references: false, warming: false });
     assert!(t.report.rejected.is_empty(), "{:?}", t.report.rejected);
