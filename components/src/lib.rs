@@ -24,7 +24,7 @@ pub mod state;
 pub mod subscription;
 
 pub use error::ComponentError;
-pub use loader::{ConfigError, LoadedComponent, Resources, load_resources};
+pub use loader::{ConfigError, LoadedComponent, Resources, load_resources, load_resources_in_lane};
 pub use registry::{Component, Registry};
 
 /// A boxed, sendable future, used by handler callbacks handed to components.

@@ -145,6 +145,13 @@ struct Pending {
 
 /// Loads every `*.yaml` / `*.yml` file in `paths` (files or directories, not recursive).
 pub async fn load_resources(paths: &[PathBuf], app_id: &str, registry: &Registry) -> Result<Resources, ConfigError> {
+    load_resources_in_lane(paths, app_id, None, registry).await
+}
+
+/// Like [`load_resources`], for a workload in `lane`: its pub/sub components consume in a consumer
+/// group of their own (see [`crate::pubsub::lane_consumer_id`]), so the lane's copy of the app sees
+/// every message instead of competing with the base copy for them.
+pub async fn load_resources_in_lane(paths: &[PathBuf], app_id: &str, lane: Option<&str>, registry: &Registry) -> Result<Resources, ConfigError> {
     let mut files = Vec::new();
     for p in paths {
         files.extend(yaml_files(p)?);
@@ -201,6 +208,13 @@ pub async fn load_resources(paths: &[PathBuf], app_id: &str, registry: &Registry
         // a consumer group, different apps each get every message.
         if doc.spec.type_name.starts_with("pubsub.") && values.get(crate::pubsub::CONSUMER_ID).is_none_or(|v| v.is_empty()) {
             values.insert(crate::pubsub::CONSUMER_ID.to_string(), app_id.to_string());
+        }
+        if let Some(lane) = lane.filter(|_| doc.spec.type_name.starts_with("pubsub.")) {
+            for key in crate::pubsub::GROUP_KEYS {
+                if let Some(v) = values.get_mut(key).filter(|v| !v.is_empty()) {
+                    *v = crate::pubsub::lane_consumer_id(v, lane);
+                }
+            }
         }
         let component = match ctor(Metadata::new(values)).map_err(|e| err(format!("spec.metadata: {e}")))? {
             Component::State(store) => match state_prefix {

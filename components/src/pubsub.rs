@@ -23,6 +23,16 @@ use crate::{BoxFuture, ComponentError};
 /// leaves it out, as daprd does.
 pub const CONSUMER_ID: &str = "consumerID";
 
+/// The metadata keys that name a consumer group (JetStream's durable and queue names take
+/// precedence over the consumer id).
+pub const GROUP_KEYS: [&str; 3] = [CONSUMER_ID, "durableName", "queueGroupName"];
+
+/// The consumer group a workload in `lane` consumes in: one of its own, so every lane's copy of
+/// an app sees every message (the runtime then delivers only its lane's, see oxidecar's lanes).
+pub fn lane_consumer_id(consumer_id: &str, lane: &str) -> String {
+    format!("{consumer_id}-lane-{lane}")
+}
+
 /// Optional capabilities of a pub/sub component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PubSubFeature {

@@ -37,8 +37,12 @@ pub fn baggage_value<'a>(baggage: &'a str, key: &str) -> Option<&'a str> {
 
 /// The trace id of a W3C `traceparent` (`00-<trace-id>-<span-id>-<flags>`).
 pub fn trace_id(headers: &HeaderMap) -> Option<&str> {
-    let tp = headers.get("traceparent")?.to_str().ok()?;
-    let mut parts = tp.split('-');
+    trace_id_of(headers.get("traceparent")?.to_str().ok()?)
+}
+
+/// The trace id of a W3C `traceparent` value.
+pub fn trace_id_of(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.split('-');
     let _version = parts.next()?;
     let id = parts.next()?;
     (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)

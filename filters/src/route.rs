@@ -33,6 +33,14 @@ impl Destination {
             Destination::Weighted(w) => *w.pick(),
         }
     }
+
+    /// Every cluster this destination may pick.
+    pub fn clusters(&self) -> Vec<ClusterId> {
+        match self {
+            Destination::Cluster(id) => vec![*id],
+            Destination::Weighted(w) => w.items().copied().collect(),
+        }
+    }
 }
 
 /// What a matched route does with the request.

@@ -37,6 +37,11 @@ impl<T: Clone> WeightedChoice<T> {
     pub fn total(&self) -> u64 {
         self.total
     }
+
+    /// Every item that can be picked.
+    pub fn items(&self) -> impl Iterator<Item = &T> {
+        self.items.iter().map(|(_, item)| item)
+    }
 }
 
 #[cfg(test)]

@@ -160,6 +160,7 @@ impl RunArgs {
                 resources_paths: self.resources_path.clone(),
                 api_token: self.dapr_api_token.clone().filter(|t| !t.is_empty()),
                 tracer: None,
+                lanes: None,
             },
             xds: self.xds_address.clone().or_else(|| std::env::var("PILOT_ADDRESS").ok().filter(|a| !a.is_empty())).map(|address| XdsOptions {
                 address,

@@ -11,6 +11,7 @@ mod dns;
 mod health;
 mod http;
 mod invoke;
+mod lanes;
 mod listener;
 mod logctl;
 mod metrics;

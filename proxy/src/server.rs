@@ -236,6 +236,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let mut runtime_cfg = opts.runtime.clone();
     runtime_cfg.tracer = Some(Arc::new(crate::trace::runtime::RuntimeTracer(shared.clone())));
+    runtime_cfg.lanes = Some(Arc::new(crate::lanes::MeshLanes(shared.clone())));
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {

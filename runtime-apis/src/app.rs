@@ -178,7 +178,9 @@ impl AppChannel {
     /// Delivers one topic event to `path` on the app. With `raw` (published with `rawPayload=true`)
     /// the app gets the published bytes and content type as they are: the HTTP body is the payload,
     /// and a gRPC app's `TopicEventRequest.data` is the payload (the envelope fields only name it).
-    pub async fn deliver_event(&self, event: &serde_json::Value, raw: Option<RawPayload<'_>>, path: &str) -> Verdict {
+    /// `extra` headers go along (HTTP headers, or gRPC metadata of `OnTopicEvent`): the lane and
+    /// the trace context.
+    pub async fn deliver_event(&self, event: &serde_json::Value, raw: Option<RawPayload<'_>>, path: &str, extra: &HeaderMap) -> Verdict {
         match self.protocol {
             AppProtocol::Grpc => {
                 let s = |k: &str| event.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
@@ -201,6 +203,8 @@ impl AppChannel {
                     path: path.to_string(),
                     extensions: extensions(event),
                 };
+                let mut req = tonic::Request::new(req);
+                *req.metadata_mut() = tonic::metadata::MetadataMap::from_headers(extra.clone());
                 match self.grpc.clone().on_topic_event(req).await {
                     Ok(r) => match r.into_inner().status {
                         1 => Verdict::Retry,
@@ -211,7 +215,7 @@ impl AppChannel {
                 }
             }
             AppProtocol::Http => {
-                let mut headers = HeaderMap::new();
+                let mut headers = extra.clone();
                 let (ct, body) = match raw {
                     Some(r) => (
                         HeaderValue::from_str(r.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),

@@ -57,6 +57,8 @@ pub struct RuntimeConfig {
     pub api_token: Option<String>,
     /// Where runtime API calls are reported for tracing (the proxy's exporter); none: untraced.
     pub tracer: Option<std::sync::Arc<dyn crate::tracer::CallTracer>>,
+    /// How lanes are read and where this workload's lane is (the proxy's); none: pub/sub ignores lanes.
+    pub lanes: Option<std::sync::Arc<dyn crate::lanes::LaneResolver>>,
 }
 
 impl RuntimeConfig {
@@ -71,6 +73,7 @@ impl RuntimeConfig {
             resources_paths: Vec::new(),
             api_token: None,
             tracer: None,
+            lanes: None,
         }
     }
 }

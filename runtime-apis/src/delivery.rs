@@ -9,12 +9,15 @@ use oxidecar_components::ComponentError;
 use oxidecar_components::bindings::{BindingEvent, BindingHandler};
 use oxidecar_components::pubsub::{Message, MessageHandler, PubSub};
 use oxidecar_components::subscription::Subscription;
+use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
 use tracing::Instrument;
 
 use crate::api::Api;
 use crate::app::{AppChannel, RawPayload, Verdict};
 use crate::cloudevent::{self, Target};
+use crate::lanes::{LANE_ATTRIBUTE, LaneResolver, delivers_here};
+use crate::metrics::Metrics;
 
 /// Delivery attempts before an event counts as failed (the first try plus retries).
 pub const DELIVERY_ATTEMPTS: u32 = 5;
@@ -68,21 +71,63 @@ async fn subscribe(api: &Arc<Api>, app: &Arc<AppChannel>, sub: &Subscription) {
         tracing::warn!(pubsub = %sub.pubsub_name, topic = %sub.topic, "subscription names an unknown pubsub; ignored");
         return;
     };
-    let handler = handler(api.app_id.clone(), app.clone(), ps.clone(), sub.clone());
+    let lanes = api.config.lanes.clone();
+    let own_lane = lanes.as_ref().and_then(|l| l.own_lane());
+    let handler = handler(Subscriber {
+        app_id: api.app_id.clone(),
+        app: app.clone(),
+        ps: ps.clone(),
+        sub: sub.clone(),
+        lanes,
+        own_lane,
+        metrics: api.metrics.clone(),
+    });
     if let Err(e) = ps.subscribe(&sub.topic, handler, api.cancel.child_token()).await {
         tracing::warn!(pubsub = %sub.pubsub_name, topic = %sub.topic, error = %e, "subscribe failed");
     }
 }
 
-fn handler(app_id: String, app: Arc<AppChannel>, ps: Arc<dyn PubSub>, sub: Subscription) -> MessageHandler {
-    let shared = Arc::new((app_id, app, ps, sub));
+/// What one subscription's deliveries need.
+struct Subscriber {
+    app_id: String,
+    app: Arc<AppChannel>,
+    ps: Arc<dyn PubSub>,
+    sub: Subscription,
+    lanes: Option<Arc<dyn LaneResolver>>,
+    /// This workload's lane, fixed at start like the consumer group it chose.
+    own_lane: Option<String>,
+    metrics: Metrics,
+}
+
+fn handler(subscriber: Subscriber) -> MessageHandler {
+    let shared = Arc::new(subscriber);
     Arc::new(move |msg: Message| {
         let shared = shared.clone();
-        Box::pin(async move {
-            let (app_id, app, ps, sub) = &*shared;
-            deliver(app_id, app, ps, sub, msg).await
-        })
+        Box::pin(async move { deliver(&shared, msg).await })
     })
+}
+
+/// A message's lane: the CloudEvent's `lane` extension, else the broker metadata's (raw payloads).
+fn message_lane(event: &Value, msg: &Message) -> Option<String> {
+    let lane = event.get(LANE_ATTRIBUTE).and_then(Value::as_str).or_else(|| msg.metadata.get(LANE_ATTRIBUTE).map(String::as_str));
+    lane.map(str::trim).filter(|l| !l.is_empty()).map(str::to_string)
+}
+
+/// Headers given to the app with an event: its trace context and, in a lane, the lane (which the
+/// mesh also remembers for the trace, so the app's onward calls stay in the lane).
+fn delivery_headers(s: &Subscriber, event: &Value, lane: Option<&str>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let traceparent = event.get("traceparent").and_then(Value::as_str);
+    if let Some(tp) = traceparent.and_then(|t| HeaderValue::from_str(t).ok()) {
+        headers.insert("traceparent", tp);
+    }
+    if let (Some(lane), Some(lanes)) = (lane, &s.lanes) {
+        lanes.entering(lane, traceparent);
+        if let Ok(v) = HeaderValue::from_str(lane) {
+            headers.insert(lanes.header(), v);
+        }
+    }
+    headers
 }
 
 /// The event as the app will see it: the stored CloudEvent, or raw bytes wrapped in one.
@@ -94,8 +139,18 @@ fn event_of(app_id: &str, sub: &Subscription, msg: &Message) -> Value {
     }
 }
 
-async fn deliver(app_id: &str, app: &AppChannel, ps: &Arc<dyn PubSub>, sub: &Subscription, msg: Message) -> Result<(), ComponentError> {
-    let mut event = event_of(app_id, sub, &msg);
+async fn deliver(s: &Subscriber, msg: Message) -> Result<(), ComponentError> {
+    let (app, ps, sub) = (&s.app, &s.ps, &s.sub);
+    let mut event = event_of(&s.app_id, sub, &msg);
+    let lane = message_lane(&event, &msg);
+    let count = |outcome: &'static str| s.metrics.delivery(&sub.pubsub_name, &sub.topic, lane.as_deref(), outcome);
+    if let Some(lanes) = &s.lanes
+        && !delivers_here(s.own_lane.as_deref(), lane.as_deref(), |l| lanes.app_has_lane(&s.app_id, l))
+    {
+        tracing::debug!(topic = %sub.topic, lane = lane.as_deref().unwrap_or("base"), own_lane = s.own_lane.as_deref().unwrap_or("base"), "another lane's subscriber takes this message; acknowledged here without delivery");
+        count("skipped");
+        return Ok(());
+    }
     if let Value::Object(m) = &mut event {
         m.insert("topic".into(), Value::String(sub.topic.clone()));
     }
@@ -105,9 +160,11 @@ async fn deliver(app_id: &str, app: &AppChannel, ps: &Arc<dyn PubSub>, sub: &Sub
         None if sub.routes.rules.is_empty() => String::new(),
         None => {
             tracing::debug!(topic = %sub.topic, "no route matches the event; dropped");
+            count("dropped");
             return Ok(());
         }
     };
+    let extra = delivery_headers(s, &event, lane.as_deref());
     let raw = crate::api::is_raw(&msg.metadata).then_some(RawPayload {
         data: &msg.data,
         content_type: if msg.content_type.is_empty() { "application/octet-stream" } else { msg.content_type.as_str() },
@@ -115,17 +172,19 @@ async fn deliver(app_id: &str, app: &AppChannel, ps: &Arc<dyn PubSub>, sub: &Sub
     let mut backoff = INITIAL_BACKOFF;
     let mut verdict = Verdict::Retry;
     for attempt in 1..=DELIVERY_ATTEMPTS {
-        verdict = app.deliver_event(&event, raw, &path).await;
+        verdict = app.deliver_event(&event, raw, &path, &extra).await;
         if verdict != Verdict::Retry || attempt == DELIVERY_ATTEMPTS {
             break;
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+    tracing::debug!(topic = %sub.topic, lane = lane.as_deref().unwrap_or("base"), ?verdict, "event handed to the app");
     if verdict == Verdict::Success {
+        count("delivered");
         return Ok(());
     }
-    tracing::debug!(topic = %sub.topic, ?verdict, "event not accepted by the app");
+    count(if verdict == Verdict::Drop { "dropped" } else { "failed" });
     let Some(dlq) = &sub.dead_letter_topic else {
         return Ok(());
     };

@@ -11,12 +11,14 @@ mod error;
 mod grpc;
 mod http;
 mod invoke;
+mod lanes;
 mod metrics;
 mod runtime;
 mod tracer;
 
 pub use config::{AppProtocol, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR, RuntimeConfig};
 pub use error::Error;
+pub use lanes::{LANE_ATTRIBUTE, LaneResolver};
 pub use invoke::{GrpcBody, InvokeError, InvokeRequest, InvokeResponse, LoopbackInvoker, ServiceInvoker};
 pub use runtime::Runtime;
 pub use tracer::{CallSpan, CallTracer};

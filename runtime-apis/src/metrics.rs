@@ -13,6 +13,7 @@ const BUCKETS: &[f64] = &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005
 pub struct Metrics {
     requests: IntCounterVec,
     duration: HistogramVec,
+    deliveries: IntCounterVec,
 }
 
 impl Metrics {
@@ -27,14 +28,27 @@ impl Metrics {
                 .buckets(BUCKETS.to_vec()),
             &["protocol", "block", "method", "component"],
         )?;
+        let deliveries = IntCounterVec::new(
+            Opts::new(
+                "oxidecar_pubsub_deliveries_total",
+                "Topic messages handled for the app by pubsub, topic, the message's lane (`base` without one) and outcome (delivered, dropped, failed, skipped: another lane's subscriber takes it)",
+            ),
+            &["pubsub", "topic", "lane", "outcome"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
-        Ok(Self { requests, duration })
+        registry.register(Box::new(deliveries.clone()))?;
+        Ok(Self { requests, duration, deliveries })
     }
 
     /// Records one call; `component` is the loaded component it addressed, or "".
     pub fn observe(&self, protocol: &'static str, block: &'static str, method: &'static str, component: &str, code: &str, elapsed: Duration) {
         self.requests.with_label_values(&[protocol, block, method, component, code]).inc();
         self.duration.with_label_values(&[protocol, block, method, component]).observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one topic message handled for the app (`lane`: `None` is the base lane).
+    pub fn delivery(&self, pubsub: &str, topic: &str, lane: Option<&str>, outcome: &'static str) {
+        self.deliveries.with_label_values(&[pubsub, topic, lane.unwrap_or("base"), outcome]).inc();
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use oxidecar_components::{Registry, Resources, defaults, load_resources};
+use oxidecar_components::{Registry, Resources, defaults, load_resources_in_lane};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -44,7 +44,8 @@ impl Runtime {
         let resources = if cfg.resources_paths.is_empty() {
             Resources { components: defaults::embedded(), subscriptions: Vec::new(), resiliency: Default::default() }
         } else {
-            load_resources(&cfg.resources_paths, &cfg.app_id, &Registry::builtin()).await?
+            let lane = cfg.lanes.as_ref().and_then(|l| l.own_lane());
+            load_resources_in_lane(&cfg.resources_paths, &cfg.app_id, lane.as_deref(), &Registry::builtin()).await?
         };
         let metrics = Metrics::new(registry)?;
         let grpc_listener =

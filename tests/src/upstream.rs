@@ -29,6 +29,8 @@ pub struct HttpUpstream {
     pub addr: SocketAddr,
     pub name: String,
     pub requests: Arc<AtomicU64>,
+    /// Every request as answered (the JSON described at [`http_upstream`]), in arrival order.
+    pub seen: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
     behavior: Behavior,
     alive: Arc<std::sync::atomic::AtomicBool>,
     accept: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -42,6 +44,11 @@ impl HttpUpstream {
         self.requests.load(Ordering::SeqCst)
     }
 
+    /// The requests received on `path` so far.
+    pub fn seen_on(&self, path: &str) -> Vec<serde_json::Value> {
+        self.seen.lock().map(|l| l.iter().filter(|r| r["path"] == path).cloned().collect()).unwrap_or_default()
+    }
+
     pub fn kill(&self) {
         self.alive.store(false, Ordering::SeqCst);
         if let Some(task) = self.accept.lock().expect("lock").take() {
@@ -52,7 +59,7 @@ impl HttpUpstream {
     pub async fn revive(&self) {
         let listener = TcpListener::bind(self.addr).await.expect("rebind upstream");
         self.alive.store(true, Ordering::SeqCst);
-        let task = accept_loop(listener, self.name.clone(), self.requests.clone(), self.behavior, self.alive.clone());
+        let task = accept_loop(listener, self.name.clone(), (self.requests.clone(), self.seen.clone()), self.behavior, self.alive.clone());
         *self.accept.lock().expect("lock") = Some(task);
     }
 }
@@ -74,18 +81,22 @@ pub async fn http_upstream_with(name: &str, behavior: Behavior) -> HttpUpstream 
     let addr = listener.local_addr().expect("addr");
     let requests = Arc::new(AtomicU64::new(0));
     let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let task = accept_loop(listener, name.to_string(), requests.clone(), behavior, alive.clone());
-    HttpUpstream { addr, name: name.to_string(), requests, behavior, alive, accept: std::sync::Mutex::new(Some(task)) }
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let task = accept_loop(listener, name.to_string(), (requests.clone(), seen.clone()), behavior, alive.clone());
+    HttpUpstream { addr, name: name.to_string(), requests, seen, behavior, alive, accept: std::sync::Mutex::new(Some(task)) }
 }
 
 async fn serve_http(name: &str, forced_status: Option<u16>) -> HttpUpstream {
     http_upstream_with(name, Behavior { status: forced_status, delay: None }).await
 }
 
+/// The request count and log an upstream keeps.
+type Counters = (Arc<AtomicU64>, Arc<std::sync::Mutex<Vec<serde_json::Value>>>);
+
 fn accept_loop(
     listener: TcpListener,
     name: String,
-    counter: Arc<AtomicU64>,
+    counter: Counters,
     behavior: Behavior,
     alive: Arc<std::sync::atomic::AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -125,7 +136,7 @@ fn accept_loop(
 
 async fn answer(
     name: &str,
-    counter: &AtomicU64,
+    (counter, seen): &Counters,
     behavior: Behavior,
     req: http::Request<Incoming>,
 ) -> http::Response<Full<Bytes>> {
@@ -153,6 +164,9 @@ async fn answer(
         "headers": headers,
         "body": String::from_utf8_lossy(&body),
     });
+    if let Ok(mut log) = seen.lock() {
+        log.push(json.clone());
+    }
     http::Response::builder()
         .status(status)
         .header("content-type", "application/json")

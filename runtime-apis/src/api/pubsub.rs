@@ -10,6 +10,7 @@ use tonic::Code;
 use super::{Api, find};
 use crate::cloudevent::{self, CLOUDEVENTS_JSON, Target};
 use crate::error::ApiError;
+use crate::lanes::LANE_ATTRIBUTE;
 
 /// Metadata key that publishes the bytes as they are, without a CloudEvent envelope.
 pub const RAW_PAYLOAD: &str = "rawPayload";
@@ -33,17 +34,32 @@ impl Api {
         find(&self.stores.pubsub, name, "pubsub", "ERR_PUBSUB_NOT_FOUND")
     }
 
-    /// Builds the broker message: a CloudEvent unless `rawPayload` is set.
-    fn message(&self, pubsub: &str, topic: &str, data: Bytes, content_type: &str, metadata: &HashMap<String, String>) -> Result<Message, ApiError> {
-        if is_raw(metadata) {
-            return Ok(Message {
-                topic: topic.to_string(),
-                data,
-                content_type: content_type.to_string(),
-                metadata: HashMap::from([(RAW_PAYLOAD.to_string(), "true".to_string())]),
-            });
+    /// Adds the lane of the publishing call (its headers or trace) to the publish metadata, unless
+    /// the metadata names one already.
+    pub fn with_lane(&self, headers: &http::HeaderMap, mut metadata: HashMap<String, String>) -> HashMap<String, String> {
+        if !metadata.contains_key(LANE_ATTRIBUTE)
+            && let Some(lane) = self.config.lanes.as_ref().and_then(|l| l.lane_of(headers))
+        {
+            metadata.insert(LANE_ATTRIBUTE.to_string(), lane);
         }
-        let ce = cloudevent::envelope(&Target { app_id: &self.app_id, pubsub, topic }, &data, content_type, metadata)?;
+        metadata
+    }
+
+    /// Builds the broker message: a CloudEvent unless `rawPayload` is set. A lane (metadata
+    /// `lane`) rides as the CloudEvent extension `lane`, or as broker metadata for raw payloads.
+    fn message(&self, pubsub: &str, topic: &str, data: Bytes, content_type: &str, metadata: &HashMap<String, String>) -> Result<Message, ApiError> {
+        let lane = metadata.get(LANE_ATTRIBUTE).filter(|l| !l.is_empty());
+        if is_raw(metadata) {
+            let mut broker_metadata = HashMap::from([(RAW_PAYLOAD.to_string(), "true".to_string())]);
+            if let Some(lane) = lane {
+                broker_metadata.insert(LANE_ATTRIBUTE.to_string(), lane.clone());
+            }
+            return Ok(Message { topic: topic.to_string(), data, content_type: content_type.to_string(), metadata: broker_metadata });
+        }
+        let mut ce = cloudevent::envelope(&Target { app_id: &self.app_id, pubsub, topic }, &data, content_type, metadata)?;
+        if let (Some(lane), serde_json::Value::Object(m)) = (lane, &mut ce) {
+            m.entry(LANE_ATTRIBUTE).or_insert_with(|| serde_json::Value::String(lane.clone()));
+        }
         Ok(Message {
             topic: topic.to_string(),
             data: Bytes::from(ce.to_string()),

@@ -25,6 +25,21 @@ fn verb(ext: Option<&common::HttpExtension>) -> Method {
     }
 }
 
+/// The caller's metadata that travels with an `InvokeService` call as headers (trace context,
+/// lane, the app's own): everything but gRPC's transport headers and the caller's API token.
+fn forwarded_metadata(metadata: &tonic::metadata::MetadataMap) -> HeaderMap {
+    let mut headers = metadata.clone().into_headers();
+    let transport = |name: &http::HeaderName| {
+        let n = name.as_str();
+        n.starts_with("grpc-") || matches!(n, "content-type" | "te" | "content-length" | "host" | "connection" | "dapr-api-token" | "user-agent")
+    };
+    let drop: Vec<http::HeaderName> = headers.keys().filter(|k| transport(k)).cloned().collect();
+    for name in drop {
+        headers.remove(name);
+    }
+    headers
+}
+
 impl GrpcApi {
     pub(super) async fn do_get_metadata(&self, _req: Request<pb::GetMetadataRequest>) -> Result<Response<pb::GetMetadataResponse>, Status> {
         let api = &self.api;
@@ -101,6 +116,7 @@ impl GrpcApi {
     }
 
     pub(super) async fn do_invoke_service(&self, req: Request<pb::InvokeServiceRequest>) -> Result<Response<common::InvokeResponse>, Status> {
+        let headers = forwarded_metadata(req.metadata());
         let r = req.into_inner();
         let Some(msg) = r.message else {
             return Err(ApiError::malformed(format!("InvokeService to app {:?}: message is missing", r.id)).into());
@@ -114,7 +130,7 @@ impl GrpcApi {
             method: msg.method.trim_start_matches('/').to_string(),
             http_verb: verb(msg.http_extension.as_ref()),
             query,
-            headers: HeaderMap::new(),
+            headers,
             body: msg.data.map(|a| Bytes::from(a.value)).unwrap_or_default(),
             content_type: msg.content_type,
         };

@@ -9,13 +9,20 @@ use crate::api::BulkEntry;
 
 impl GrpcApi {
     pub(super) async fn do_publish_event(&self, req: Request<pb::PublishEventRequest>) -> Result<Response<()>, Status> {
+        let headers = req.metadata().clone().into_headers();
         let r = req.into_inner();
-        self.api.publish(&r.pubsub_name, &r.topic, Bytes::from(r.data), &r.data_content_type, &r.metadata).await?;
+        let mut metadata = self.api.with_lane(&headers, r.metadata);
+        if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+            metadata.entry("traceparent".to_string()).or_insert_with(|| tp.to_string());
+        }
+        self.api.publish(&r.pubsub_name, &r.topic, Bytes::from(r.data), &r.data_content_type, &metadata).await?;
         Ok(Response::new(()))
     }
 
     pub(super) async fn do_bulk_publish_event(&self, req: Request<pb::BulkPublishRequest>) -> Result<Response<pb::BulkPublishResponse>, Status> {
-        let r = req.into_inner();
+        let headers = req.metadata().clone().into_headers();
+        let mut r = req.into_inner();
+        r.metadata = self.api.with_lane(&headers, r.metadata);
         let entries = r
             .entries
             .into_iter()

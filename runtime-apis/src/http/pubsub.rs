@@ -26,6 +26,7 @@ pub async fn publish(
     if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
         metadata.entry("traceparent".to_string()).or_insert_with(|| tp.to_string());
     }
+    let metadata = api.with_lane(&headers, metadata);
     api.publish(&pubsub, &topic, body, ct, &metadata).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -46,6 +47,7 @@ pub async fn bulk_publish(
     State(api): Shared,
     Path((pubsub, topic)): Path<(String, String)>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let entries: Vec<Entry> = serde_json::from_slice(&body).map_err(|e| bad_json(&format!("pubsub {pubsub:?}: bulk publish"), e))?;
@@ -59,7 +61,8 @@ pub async fn bulk_publish(
             BulkEntry { entry_id: e.entry_id, event, content_type: e.content_type, metadata: e.metadata }
         })
         .collect();
-    let failed = api.bulk_publish(&pubsub, &topic, entries, &query_metadata(query.as_deref())).await?;
+    let metadata = api.with_lane(&headers, query_metadata(query.as_deref()));
+    let failed = api.bulk_publish(&pubsub, &topic, entries, &metadata).await?;
     if failed.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
