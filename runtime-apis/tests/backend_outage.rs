@@ -5,7 +5,7 @@
 
 mod support;
 #[allow(dead_code)]
-#[path = "../../components/tests/support/relay.rs"]
+#[path = "../../tests/src/relay.rs"]
 mod relay;
 
 use std::time::{Duration, Instant};

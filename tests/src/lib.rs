@@ -7,6 +7,8 @@ pub mod harness;
 pub mod mtls;
 pub mod otlp;
 pub mod pods;
+pub mod relay;
+pub mod sdk;
 pub mod sds;
 pub mod upstream;
 pub mod xds;

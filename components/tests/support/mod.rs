@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 mod pubsub;
+#[path = "../../../tests/src/relay.rs"]
 mod relay;
 
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! A TCP relay from a port in the test range (20000–32000) to a shared server, that a test cuts
-//! and restores to simulate an outage without touching the server. Self-contained, so other
-//! crates' tests include it by path.
+//! and restores to simulate an outage without touching the server. Self-contained (tokio and
+//! tokio-util only), so the components' and runtime APIs' tests include this file by path.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
