@@ -129,12 +129,47 @@ impl RedisConn {
         ComponentError::Unavailable(format!("redis {}: {what}: {e}", self.addr))
     }
 
-    /// Runs one call with the operation deadline.
+    /// Runs one call with the operation deadline (no retry: for calls that are not a command on
+    /// the shared connection, such as opening a subscription).
     pub async fn call<T>(&self, what: &str, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T, ComponentError> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.error(what, &e)),
             Err(_) => Err(self.timed_out(what)),
+        }
+    }
+
+    /// Runs `attempt` on the shared connection within the operation deadline, and once more when
+    /// the first try found the connection already broken. After an outage the manager still holds
+    /// the connection that broke (or the failed reconnect of it); the first command written to it
+    /// fails while the manager reconnects, and would fail the first call after Redis came back.
+    /// Such a command never reached Redis, so sending it again cannot apply it twice.
+    /// `None` when the deadline passed.
+    pub async fn run_raw<T, F, Fut>(&self, mut attempt: F) -> Option<redis::RedisResult<T>>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        match tokio::time::timeout_at(deadline, attempt(self.conn.clone())).await {
+            Ok(Err(e)) if not_sent(&e) => {
+                tracing::debug!(addr = %self.addr, error = %e, "redis connection was broken; sending again on a new one");
+                tokio::time::timeout_at(deadline, attempt(self.conn.clone())).await.ok()
+            }
+            other => other.ok(),
+        }
+    }
+
+    /// [`RedisConn::run_raw`] with errors mapped to `Unavailable` naming the server and `what`.
+    pub async fn run<T, F, Fut>(&self, what: &str, attempt: F) -> Result<T, ComponentError>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        match self.run_raw(attempt).await {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(self.error(what, &e)),
+            None => Err(self.timed_out(what)),
         }
     }
 
@@ -145,7 +180,18 @@ impl RedisConn {
 
     /// Runs one command.
     pub async fn cmd<T: redis::FromRedisValue>(&self, what: &str, cmd: &redis::Cmd) -> Result<T, ComponentError> {
-        let mut conn = self.conn.clone();
-        self.call(what, cmd.query_async(&mut conn)).await
+        self.run(what, |mut conn| async move { cmd.query_async(&mut conn).await }).await
     }
+}
+
+/// Whether `e` shows the command was never written to Redis: the connection was refused, or
+/// writing to it failed because it had already broken (broken pipe, not connected).
+fn not_sent(e: &redis::RedisError) -> bool {
+    use std::io::ErrorKind;
+    // The client keeps the I/O error behind an `Arc<dyn Error>`.
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+    let io = std::error::Error::source(e).and_then(|s| {
+        s.downcast_ref::<std::io::Error>().or_else(|| s.downcast_ref::<Shared>().and_then(|a| a.downcast_ref::<std::io::Error>()))
+    });
+    e.is_connection_refusal() || io.is_some_and(|io| matches!(io.kind(), ErrorKind::BrokenPipe | ErrorKind::NotConnected))
 }

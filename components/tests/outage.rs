@@ -177,3 +177,33 @@ async fn postgres_configuration_subscription_resumes_and_catches_up() {
     s.close().await;
     let _ = db.batch_execute(&format!("DROP TABLE IF EXISTS {table} CASCADE; DROP FUNCTION IF EXISTS {table}_notify()")).await;
 }
+
+/// The first call after Redis comes back succeeds: the connection that broke during the outage (or
+/// the failed reconnect it left behind) is replaced within the call instead of failing it once.
+#[tokio::test]
+async fn first_redis_call_after_an_outage_succeeds() {
+    let relay = Relay::start(REDIS).await;
+    let host = relay.addr();
+    let opts = [("redisHost", host.as_str()), ("timeout", "2s"), ("dialTimeout", "500ms"), ("readTimeout", "500ms")];
+    let state = RedisStateStore::from_config(meta(&opts)).expect("metadata");
+    let lock = RedisLockStore::from_config(meta(&opts)).expect("metadata");
+    let key = unique("first-after");
+    for round in 0..5u32 {
+        state.set(set(&key, "v")).await.unwrap_or_else(|e| panic!("round {round}: set before the outage: {e}"));
+        assert!(lock.try_lock(&format!("{key}-{round}-a"), "me", Duration::from_secs(5)).await.expect("lock before the outage"));
+        relay.cut();
+        let start = Instant::now();
+        unavailable(lock.try_lock(&key, "me", Duration::from_secs(5)).await, &host, start, Duration::from_secs(3));
+        unavailable(state.get(&key).await, &host, Instant::now(), Duration::from_secs(3));
+        // Long enough for the connections' own reconnect attempts to fail against the cut relay.
+        tokio::time::sleep(Duration::from_millis(300 * u64::from(round))).await;
+        let _ = lock.try_lock(&key, "me", Duration::from_secs(5)).await;
+        relay.restore();
+        let took = Instant::now();
+        let got = lock.try_lock(&format!("{key}-{round}-b"), "me", Duration::from_secs(5)).await;
+        assert!(matches!(got, Ok(true)), "round {round}: first lock.redis call after the outage: {got:?} after {:?}", took.elapsed());
+        let got = state.get(&key).await;
+        assert!(got.is_ok(), "round {round}: first state.redis call after the outage: {got:?}");
+    }
+    let _ = state.delete(oxidecar_components::state::DeleteRequest { key, ..Default::default() }).await;
+}

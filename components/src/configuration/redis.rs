@@ -164,10 +164,10 @@ impl ConfigStore for RedisConfigStore {
             if k.is_empty() {
                 return Err(ComponentError::InvalidRequest("configuration key is empty".to_string()));
             }
-            let mut conn = self.redis.conn.clone();
             let mut inv = self.set_item.prepare_invoke();
             inv.key(&k).arg(v);
-            let _: i64 = self.redis.call("set", inv.invoke_async(&mut conn)).await?;
+            let inv = &inv;
+            let _: i64 = self.redis.run("set", |mut conn| async move { inv.invoke_async(&mut conn).await }).await?;
         }
         Ok(())
     }

@@ -48,10 +48,10 @@ impl LockStore for RedisLockStore {
     }
 
     async fn unlock(&self, resource: &str, owner: &str) -> Result<UnlockStatus, ComponentError> {
-        let mut conn = self.redis.conn.clone();
         let mut inv = self.unlock.prepare_invoke();
         inv.key(resource).arg(owner);
-        let status: i64 = self.redis.call("unlock", inv.invoke_async(&mut conn)).await?;
+        let inv = &inv;
+        let status: i64 = self.redis.run("unlock", |mut conn| async move { inv.invoke_async(&mut conn).await }).await?;
         Ok(match status {
             1 => UnlockStatus::Success,
             0 => UnlockStatus::LockDoesNotExist,

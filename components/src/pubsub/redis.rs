@@ -131,8 +131,7 @@ impl RedisPubSub {
 impl Inner {
     /// Runs one command on the shared connection within `timeout`; errors name the server.
     async fn call<T: redis::FromRedisValue>(&self, what: &str, cmd: &redis::Cmd) -> Result<T, ComponentError> {
-        let mut conn = self.conn.conn.clone();
-        self.conn.call(what, cmd.query_async::<T>(&mut conn)).await
+        self.conn.cmd(what, cmd).await
     }
 
     /// Creates the consumer group at the stream's start (and the stream); an existing group is fine.

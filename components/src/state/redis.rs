@@ -95,16 +95,16 @@ impl RedisStateStore {
             let fw = if concurrency == Concurrency::FirstWrite { "1" } else { "0" };
             inv.key(key).arg(kind).arg(etag).arg(fw).arg(data).arg(ttl);
         }
-        let mut conn = self.redis.conn.clone();
-        match tokio::time::timeout(self.redis.timeout, inv.invoke_async::<i64>(&mut conn)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) if e.code() == Some("ETAG_MISMATCH") => {
+        let inv = &inv;
+        match self.redis.run_raw(|mut conn| async move { inv.invoke_async::<i64>(&mut conn).await }).await {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) if e.code() == Some("ETAG_MISMATCH") => {
                 let index = e.detail().and_then(|d| d.split_whitespace().next()).and_then(|i| i.parse::<usize>().ok()).unwrap_or(1);
                 let key = ops.get(index.saturating_sub(1)).map(|o| o.key().to_string()).unwrap_or_default();
                 Err(ComponentError::EtagMismatch { key })
             }
-            Ok(Err(e)) => Err(self.redis.error("write", &e)),
-            Err(_) => Err(self.redis.timed_out("write")),
+            Some(Err(e)) => Err(self.redis.error("write", &e)),
+            None => Err(self.redis.timed_out("write")),
         }
     }
 }
@@ -128,22 +128,22 @@ impl StateStore for RedisStateStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<StateItem>, ComponentError> {
-        let mut conn = self.redis.conn.clone();
         let mut pipe = redis::pipe();
         pipe.cmd("HMGET").arg(key).arg("data").arg("version").cmd("EXPIRETIME").arg(key);
+        let pipe = &pipe;
         let (fields, expire_at): ((Option<Vec<u8>>, Option<String>), i64) =
-            self.redis.call("get", pipe.query_async(&mut conn)).await?;
+            self.redis.run("get", |mut conn| async move { pipe.query_async(&mut conn).await }).await?;
         decode(fields, expire_at)
     }
 
     async fn bulk_get(&self, keys: &[String]) -> Vec<Result<Option<StateItem>, ComponentError>> {
-        let mut conn = self.redis.conn.clone();
         let mut pipe = redis::pipe();
         for key in keys {
             pipe.cmd("HMGET").arg(key).arg("data").arg("version").cmd("EXPIRETIME").arg(key);
         }
         type Row = ((Option<Vec<u8>>, Option<String>), i64);
-        let raw: Result<Vec<redis::Value>, _> = self.redis.call("bulk get", pipe.query_async(&mut conn)).await;
+        let pipe = &pipe;
+        let raw: Result<Vec<redis::Value>, _> = self.redis.run("bulk get", |mut conn| async move { pipe.query_async(&mut conn).await }).await;
         match raw {
             Ok(values) => values
                 .chunks(2)
