@@ -7,7 +7,8 @@
 #   handshakes       : `openssl s_time` (TLS 1.2) full (-new) and resumed (-reuse) handshakes per second
 #                      against the server sidecar's mTLS port, and against HAProxy's;
 #   HTTP requests/s  : wrk (64 connections, 13-byte answers) over the warm mTLS pair vs the
-#                      plaintext pair.
+#                      plaintext pair, with HTTP/1.1 between the sidecars and again with HTTP/2
+#                      (ALPN istio-h2 over mTLS vs h2c).
 # Each sidecar runs one worker: the client side on CPU 1, the server side on CPU 0 (which the load
 # generator and the upstream share), the same for HAProxy.
 # Usage: bash tests/bench/mtls.sh [seconds-per-run]   (Markdown to stdout)
@@ -21,7 +22,7 @@ done
 cargo build --release -q -p oxidecar --bin oxidecar
 BIN=$CARGO_TARGET_DIR/release/oxidecar
 WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf $WORK' EXIT
-UP=18580; CLI_MTLS=18581; CLI_PLAIN=18582; SRV=18583; HA_CLI=18584; HA_SRV=18585; ADMIN=18590
+UP=18580; CLI_MTLS=18581; CLI_PLAIN=18582; SRV=18583; HA_CLI=18584; HA_SRV=18585; CLI_MTLS_H2=18586; CLI_PLAIN_H2=18587; ADMIN=18590
 
 $BIN dev-ca --dir $WORK/ca --workload default/client --workload default/server >/dev/null
 C=$WORK/ca/default.client; S=$WORK/ca/default.server; ROOT=$WORK/ca/root-cert.pem
@@ -60,17 +61,30 @@ identity: { cert_chain: $C/cert-chain.pem, private_key: $C/key.pem, trust_bundle
 listeners:
   - { name: mtls, address: 127.0.0.1:$CLI_MTLS, filter_chains: [{ http: { route_config: mtls } }] }
   - { name: plain, address: 127.0.0.1:$CLI_PLAIN, filter_chains: [{ http: { route_config: plain } }] }
+  - { name: mtls-h2, address: 127.0.0.1:$CLI_MTLS_H2, filter_chains: [{ http: { route_config: mtls-h2 } }] }
+  - { name: plain-h2, address: 127.0.0.1:$CLI_PLAIN_H2, filter_chains: [{ http: { route_config: plain-h2 } }] }
 route_configs:
   - name: mtls
     virtual_hosts: [{ name: all, domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: server-mtls } }] }]
   - name: plain
     virtual_hosts: [{ name: all, domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: server-plain } }] }]
+  - name: mtls-h2
+    virtual_hosts: [{ name: all, domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: server-mtls-h2 } }] }]
+  - name: plain-h2
+    virtual_hosts: [{ name: all, domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster: server-plain-h2 } }] }]
 clusters:
   - name: server-mtls
     protocol: http1
     tls: { mode: istio_mutual, subject_alt_names: [spiffe://cluster.local/ns/default/sa/server] }
     endpoints: [{ address: 127.0.0.1:$SRV }]
   - { name: server-plain, protocol: http1, endpoints: [{ address: 127.0.0.1:$SRV }] }
+  # HTTP/2 between the sidecars (ALPN istio-h2 over mTLS, h2c in plaintext): many requests share
+  # a few connections, as Istio does when a DestinationRule upgrades to h2.
+  - name: server-mtls-h2
+    protocol: h2
+    tls: { mode: istio_mutual, subject_alt_names: [spiffe://cluster.local/ns/default/sa/server] }
+    endpoints: [{ address: 127.0.0.1:$SRV }]
+  - { name: server-plain-h2, protocol: h2, endpoints: [{ address: 127.0.0.1:$SRV }] }
 CONF
 RUST_LOG=warn taskset -c 0 $BIN run --config $WORK/server.yaml --concurrency 1 --dapr-grpc-port 18600 --dapr-http-port 18601 2>$WORK/srv.err &
 RUST_LOG=warn taskset -c 1 $BIN run --config $WORK/client.yaml --concurrency 1 --dapr-grpc-port 18602 --dapr-http-port 18603 2>$WORK/cli.err &
@@ -109,7 +123,7 @@ CONF
 taskset -c 0 haproxy -f $WORK/ha-server.cfg -db 2>$WORK/has.err &
 taskset -c 1 haproxy -f $WORK/ha-client.cfg -db 2>$WORK/hac.err &
 
-for port in $UP $CLI_MTLS $CLI_PLAIN $SRV $HA_CLI $HA_SRV; do
+for port in $UP $CLI_MTLS $CLI_PLAIN $SRV $HA_CLI $HA_SRV $CLI_MTLS_H2 $CLI_PLAIN_H2; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 done
 
@@ -127,9 +141,9 @@ handshakes() {
 AES=$(taskset -c 1 openssl speed -evp aes-128-gcm -bytes 16384 -seconds 3 2>/dev/null | awk '/^AES-128-GCM/ { v=$NF; sub(/k$/, "", v); printf "%.0f", v*1000/1048576 }')
 
 trap 'cat $WORK/bulk.log >&2 2>/dev/null; kill $(jobs -p) 2>/dev/null; rm -rf $WORK' EXIT
-for p in $CLI_MTLS $CLI_PLAIN $HA_CLI; do bulk $p >/dev/null; rps $p >/dev/null; done   # warm-up
+for p in $CLI_MTLS $CLI_PLAIN $HA_CLI $CLI_MTLS_H2 $CLI_PLAIN_H2; do bulk $p >/dev/null; rps $p >/dev/null; done   # warm-up
 B_OX=$(bulk $CLI_MTLS); B_HA=$(bulk $HA_CLI); B_PLAIN=$(bulk $CLI_PLAIN); B_DIRECT=$(bulk $UP)
-R_MTLS=$(rps $CLI_MTLS); R_PLAIN=$(rps $CLI_PLAIN); R_HA=$(rps $HA_CLI)
+R_MTLS=$(rps $CLI_MTLS); R_PLAIN=$(rps $CLI_PLAIN); R_HA=$(rps $HA_CLI); R_MTLS_H2=$(rps $CLI_MTLS_H2); R_PLAIN_H2=$(rps $CLI_PLAIN_H2)
 H_OX_FULL=$(handshakes $SRV -new); H_OX_RES=$(handshakes $SRV -reuse)
 H_HA_FULL=$(handshakes $HA_SRV -new); H_HA_RES=$(handshakes $HA_SRV -reuse)
 
@@ -157,3 +171,10 @@ echo "|---|---|---|"
 echo "| oxidecar plaintext | $R_PLAIN | 1.00 |"
 echo "| oxidecar mTLS | $R_MTLS | $(ratio $R_MTLS $R_PLAIN) |"
 echo "| HAProxy mTLS | $R_HA | $(ratio $R_HA $R_PLAIN) |"
+echo
+echo "With HTTP/2 between the sidecars (clients still speak HTTP/1.1 to the client sidecar):"
+echo
+echo "| pair | req/s | vs plaintext h2c pair | vs plaintext HTTP/1.1 pair |"
+echo "|---|---|---|---|"
+echo "| oxidecar plaintext, h2c | $R_PLAIN_H2 | 1.00 | $(ratio $R_PLAIN_H2 $R_PLAIN) |"
+echo "| oxidecar mTLS, h2 | $R_MTLS_H2 | $(ratio $R_MTLS_H2 $R_PLAIN_H2) | $(ratio $R_MTLS_H2 $R_PLAIN) |"

@@ -13,8 +13,8 @@ done
 cargo build --release -q -p oxidecar -p oxidecar-tests --bin oxidecar --bin loadgen
 cargo build --release -q -p oxidecar --example bare_pingora
 BIN=$CARGO_TARGET_DIR/release
-WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf $WORK' EXIT
-UP=18480; OX=18481; HA=18482; NG=18483; BP=18484; ADMIN=18490
+WORK=$(mktemp -d); trap 'cat $WORK/ox.err $WORK/oxt.err >&2 2>/dev/null; kill $(jobs -p) 2>/dev/null; rm -rf $WORK' EXIT
+UP=18480; OX=18481; HA=18482; NG=18483; BP=18484; OXT=18485; ADMIN=18490; ADMIN_T=18494; DEAD_OTLP=18499
 
 # Upstream: nginx with a 13-byte static answer, one worker on CPU 0.
 cat > $WORK/upstream.conf <<CONF
@@ -37,8 +37,20 @@ route_configs:
 clusters:
   - { name: up, protocol: http1, endpoints: [{ address: 127.0.0.1:$UP }] }
 CONF
-RUST_LOG=warn taskset -c 1 $BIN/oxidecar run --config $WORK/oxidecar.yaml --concurrency 1 2>$WORK/ox.err &
+RUST_LOG=warn taskset -c 1 $BIN/oxidecar run --config $WORK/oxidecar.yaml --concurrency 1 --dapr-grpc-port 18500 --dapr-http-port 18501 2>$WORK/ox.err &
 OXPID=$!
+
+# The same proxy with the opt-in observability on: a JSON access-log line per request to a file,
+# and every request traced (100% sampling) with OTLP export to a collector that is not there, so
+# spans are built, batched and dropped. Against the plain row, it prices the per-request work.
+sed -e "s/127.0.0.1:$OX/127.0.0.1:$OXT/" -e "s/$ADMIN/$ADMIN_T/; s/$((ADMIN+1))/$((ADMIN_T+1))/; s/$((ADMIN+2))/$((ADMIN_T+2))/" \
+  $WORK/oxidecar.yaml > $WORK/oxidecar-observed.yaml
+cat >> $WORK/oxidecar-observed.yaml <<CONF
+telemetry:
+  access_log: { format: json, path: $WORK/access.log }
+  tracing: { sampling: 100, otlp: { endpoint: "http://127.0.0.1:$DEAD_OTLP", timeout: 1s } }
+CONF
+RUST_LOG=warn taskset -c 1 $BIN/oxidecar run --config $WORK/oxidecar-observed.yaml --concurrency 1 --dapr-grpc-port 18502 --dapr-http-port 18503 2>$WORK/oxt.err &
 
 # Bare Pingora (one fixed upstream, nothing else): Pingora's own per-request cost.
 taskset -c 1 $BIN/examples/bare_pingora 127.0.0.1:$BP 127.0.0.1:$UP 2>$WORK/bp.err &
@@ -70,7 +82,7 @@ http { access_log off; keepalive_requests 1000000;
 CONF
 taskset -c 1 nginx -c $WORK/nginx-proxy.conf &
 
-for port in $UP $OX $HA $NG $BP; do
+for port in $UP $OX $HA $NG $BP $OXT; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 done
 rss_kb() { awk '/VmRSS/ {print $2}' /proc/$1/status; }
@@ -80,8 +92,8 @@ saturate() { taskset -c 0 wrk -t1 -c64 -d${DUR}s --latency "http://127.0.0.1:$1/
 latency() { taskset -c 0 $BIN/loadgen "http://127.0.0.1:$1/" 1000 "$DUR" 16; }
 
 declare -A RPS LAT
-for name in direct oxidecar bare-pingora haproxy nginx; do
-  case $name in direct) port=$UP;; oxidecar) port=$OX;; haproxy) port=$HA;; nginx) port=$NG;; bare-pingora) port=$BP;; esac
+for name in direct oxidecar oxidecar-observed bare-pingora haproxy nginx; do
+  case $name in direct) port=$UP;; oxidecar) port=$OX;; oxidecar-observed) port=$OXT;; haproxy) port=$HA;; nginx) port=$NG;; bare-pingora) port=$BP;; esac
   saturate $port >/dev/null  # warm-up: pools and caches
   RPS[$name]=$(saturate $port)
   if [ $name = oxidecar ]; then LOAD_RSS=$(rss_kb $OXPID); fi
@@ -94,9 +106,10 @@ d50=$(field "${LAT[direct]}" p50_us); d99=$(field "${LAT[direct]}" p99_us)
 
 echo "| path | req/s at saturation (1 core) | vs HAProxy | p50 at 1k req/s (ms) | p99 at 1k req/s (ms) | added p50 (ms) | added p99 (ms) | errors |"
 echo "|---|---|---|---|---|---|---|---|"
-for name in direct oxidecar bare-pingora haproxy nginx; do
+for name in direct oxidecar oxidecar-observed bare-pingora haproxy nginx; do
   p50=$(field "${LAT[$name]}" p50_us); p99=$(field "${LAT[$name]}" p99_us); err=$(field "${LAT[$name]}" errors)
   echo "| $name | ${RPS[$name]} | $(ratio ${RPS[$name]} ${RPS[haproxy]}) | $(ms $p50) | $(ms $p99) | $(ms $((p50-d50))) | $(ms $((p99-d99))) | $err |"
 done
 echo
 echo "oxidecar RSS: idle $((IDLE_RSS/1024)) MB, under load $((LOAD_RSS/1024)) MB"
+echo "oxidecar-observed vs oxidecar req/s: $(ratio ${RPS[oxidecar-observed]} ${RPS[oxidecar]}); oxidecar vs bare Pingora: $(ratio ${RPS[oxidecar]} ${RPS[bare-pingora]}); access-log lines written: $(wc -l < $WORK/access.log)"
