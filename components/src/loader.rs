@@ -240,6 +240,15 @@ pub async fn load_resources_in_lane(paths: &[PathBuf], app_id: &str, lane: Optio
             tracing::warn!(component = name, "resiliency policies name a component this app does not have");
         }
     }
+    for name in resiliency.inbound_targets() {
+        match components.iter().find(|c| c.name == name) {
+            None => tracing::warn!(component = name, "inbound resiliency policies name a component this app does not have"),
+            Some(c) if !(c.type_name.starts_with("pubsub.") || c.type_name.starts_with("bindings.")) => {
+                tracing::warn!(component = name, r#type = %c.type_name, "inbound resiliency policies apply to pub/sub and input binding deliveries; this component delivers nothing to the app")
+            }
+            Some(_) => {}
+        }
+    }
     Ok(Resources { components, subscriptions, resiliency })
 }
 

@@ -96,9 +96,9 @@ struct TargetsDoc {
     apps: BTreeMap<String, RefsDoc>,
     #[serde(default)]
     components: BTreeMap<String, ComponentTargetDoc>,
-    /// There is no actor runtime here; actor targets are accepted and ignored with a warning.
+    /// There is no actor runtime here; actor targets are checked, then ignored with a warning.
     #[serde(default)]
-    actors: BTreeMap<String, Value>,
+    actors: BTreeMap<String, RefsDoc>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -110,6 +110,12 @@ struct RefsDoc {
     retry: Option<String>,
     #[serde(default)]
     circuit_breaker: Option<String>,
+    /// Actor targets only.
+    #[serde(default)]
+    circuit_breaker_scope: Option<String>,
+    /// Actor targets only.
+    #[serde(default)]
+    circuit_breaker_cache_size: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +209,12 @@ fn known<T>(m: &HashMap<String, T>) -> String {
 }
 
 fn target(named: &Named, path: &str, refs: &RefsDoc, now: Instant) -> Result<TargetPolicy, String> {
+    if !path.starts_with("spec.targets.actors.") {
+        let actor_only = [("circuitBreakerScope", refs.circuit_breaker_scope.is_some()), ("circuitBreakerCacheSize", refs.circuit_breaker_cache_size.is_some())];
+        if let Some((field, _)) = actor_only.iter().find(|(_, set)| *set) {
+            return Err(format!("{path}.{field}: only actor targets have this field"));
+        }
+    }
     let unknown = |field: &str, kind: &str, name: &str, defined: String| format!("{path}.{field}: unknown {kind} policy {name:?} (defined: {defined})");
     let timeout = match &refs.timeout {
         Some(n) => Some((n.clone(), *named.timeouts.get(n).ok_or_else(|| unknown("timeout", "timeout", n, known(&named.timeouts)))?)),
@@ -236,18 +248,22 @@ pub(crate) fn parse_resource(value: Value, file: &str, app_id: &str) -> Result<O
         apps.insert(id.clone(), Arc::new(target(&named, &format!("spec.targets.apps.{id}"), refs, now)?));
     }
     let mut components = HashMap::new();
-    let mut inbound = Vec::new();
+    let mut inbound = HashMap::new();
     for (name, t) in &doc.spec.targets.components {
         if let Some(refs) = &t.outbound {
             components.insert(name.clone(), Arc::new(target(&named, &format!("spec.targets.components.{name}.outbound"), refs, now)?));
         }
         if let Some(refs) = &t.inbound {
-            target(&named, &format!("spec.targets.components.{name}.inbound"), refs, now)?;
-            inbound.push(name.clone());
+            inbound.insert(name.clone(), Arc::new(target(&named, &format!("spec.targets.components.{name}.inbound"), refs, now)?));
         }
     }
-    for actor in doc.spec.targets.actors.keys() {
-        tracing::warn!(resiliency = %doc.metadata.name, actor, "actor targets are ignored: this runtime has no actors");
+    for (actor, refs) in &doc.spec.targets.actors {
+        let path = format!("spec.targets.actors.{actor}");
+        target(&named, &path, refs, now)?;
+        if let Some(scope) = refs.circuit_breaker_scope.as_deref().filter(|s| !matches!(*s, "type" | "id" | "both")) {
+            return Err(format!("{path}.circuitBreakerScope: {scope:?} is not a scope (type, id or both)"));
+        }
+        tracing::warn!(resiliency = %doc.metadata.name, actor, "actor target ignored: oxidecar serves no actors, so these policies never apply");
     }
     Ok(Some(ResiliencyResource { name: doc.metadata.name, file: file.to_string(), apps, components, inbound }))
 }
@@ -278,6 +294,9 @@ spec:
       orders: {timeout: quick, retry: fixed, circuitBreaker: cb}
     components:
       statestore: {outbound: {retry: forever, timeout: general}}
+      pubsub: {outbound: {retry: fixed}, inbound: {timeout: quick, retry: fixed, circuitBreaker: cb}}
+    actors:
+      cart: {timeout: general, circuitBreaker: cb, circuitBreakerScope: both, circuitBreakerCacheSize: 100}
 "#;
 
     #[test]
@@ -291,6 +310,12 @@ spec:
         assert_eq!(orders.breaker.as_ref().expect("cb").policy().timeout, std::time::Duration::from_secs(2));
         let store = &r.components["statestore"];
         assert_eq!(store.retry.as_ref().expect("retry").max_retries, None, "maxRetries defaults to -1: unlimited");
+        let inbound = &r.inbound["pubsub"];
+        assert_eq!(inbound.timeout, Some(("quick".to_string(), std::time::Duration::from_millis(300))));
+        assert!(!r.inbound.contains_key("statestore"), "outbound only");
+        let outbound = &r.components["pubsub"];
+        assert!(outbound.breaker.is_none() && outbound.retry.is_some(), "the two directions are separate targets");
+        assert!(!Arc::ptr_eq(inbound.breaker.as_ref().expect("cb"), orders.breaker.as_ref().expect("cb")), "each target trips on its own");
     }
 
     #[test]
@@ -310,6 +335,12 @@ spec:
             (GOOD.replace("\"429,500-599\"", "\"700\""), "spec.policies.retries.fixed.matching.httpStatusCodes: \"700\""),
             (GOOD.replace("statestore: {outbound: {retry: forever, timeout: general}}", "statestore: {outbound: {timeout: slow}}"), "spec.targets.components.statestore.outbound.timeout: unknown timeout policy \"slow\""),
             (GOOD.replace("maxRequests: 1,", "maxRequest: 1,"), "unknown field `maxRequest`"),
+            (GOOD.replace("inbound: {timeout: quick,", "inbound: {timeout: quik,"), "spec.targets.components.pubsub.inbound.timeout: unknown timeout policy \"quik\" (defined: general, quick)"),
+            (GOOD.replace("circuitBreaker: cb}}", "circuitBreaker: cbb}}"), "spec.targets.components.pubsub.inbound.circuitBreaker: unknown circuit breaker policy \"cbb\""),
+            (GOOD.replace("inbound: {", "inbond: {"), "unknown field `inbond`"),
+            (GOOD.replace("cart: {timeout: general", "cart: {timeout: slow"), "spec.targets.actors.cart.timeout: unknown timeout policy \"slow\""),
+            (GOOD.replace("circuitBreakerScope: both", "circuitBreakerScope: all"), "spec.targets.actors.cart.circuitBreakerScope: \"all\" is not a scope"),
+            (GOOD.replace("orders: {timeout: quick,", "orders: {circuitBreakerScope: id, timeout: quick,"), "spec.targets.apps.orders.circuitBreakerScope: only actor targets have this field"),
         ];
         for (yaml, want) in cases {
             let err = parse(&yaml, "checkout").expect_err(want);
