@@ -22,8 +22,40 @@ use crate::invoke::{InvokeError, InvokeRequest, InvokeResponse};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Success,
-    Retry,
+    /// The delivery failed and may be tried again; the failure says how.
+    Retry(Failure),
     Drop,
+}
+
+/// How a delivery to the app failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The app answered with status `RETRY`.
+    AskedRetry,
+    /// The HTTP app answered this status.
+    Http(StatusCode),
+    /// The gRPC call failed with this code (an app that cannot be reached gives `UNAVAILABLE`).
+    Grpc(tonic::Code),
+    /// The HTTP app could not be reached (refused, reset, or its answer was cut off).
+    Unreachable,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::AskedRetry => f.write_str("the app answered status RETRY"),
+            Failure::Http(s) => write!(f, "the app answered HTTP {s}"),
+            Failure::Grpc(c) => write!(f, "the app's gRPC call failed with {c:?}"),
+            Failure::Unreachable => f.write_str("the app could not be reached"),
+        }
+    }
+}
+
+/// An input binding event the app did not accept: how, and a message naming the binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingRefused {
+    pub failure: Failure,
+    pub message: String,
 }
 
 /// A connection to the local app (lazily connected; reconnects on its own).
@@ -207,11 +239,11 @@ impl AppChannel {
                 *req.metadata_mut() = tonic::metadata::MetadataMap::from_headers(extra.clone());
                 match self.grpc.clone().on_topic_event(req).await {
                     Ok(r) => match r.into_inner().status {
-                        1 => Verdict::Retry,
+                        1 => Verdict::Retry(Failure::AskedRetry),
                         2 => Verdict::Drop,
                         _ => Verdict::Success,
                     },
-                    Err(_) => Verdict::Retry,
+                    Err(status) => Verdict::Retry(Failure::Grpc(status.code())),
                 }
             }
             AppProtocol::Http => {
@@ -227,7 +259,8 @@ impl AppChannel {
                 match self.http_call(Method::POST, path, headers, body).await {
                     Ok((status, _, body)) if status.is_success() => http_verdict(&body),
                     Ok((StatusCode::NOT_FOUND, _, _)) => Verdict::Drop,
-                    _ => Verdict::Retry,
+                    Ok((status, _, _)) => Verdict::Retry(Failure::Http(status)),
+                    Err(_) => Verdict::Retry(Failure::Unreachable),
                 }
             }
         }
@@ -243,11 +276,15 @@ impl AppChannel {
 
     /// Delivers one input binding event (gRPC: `OnBindingEvent` with `name`; HTTP: POST to `route`);
     /// `Err` when the app did not accept it.
-    pub async fn deliver_binding(&self, name: &str, route: &str, data: Bytes, metadata: HashMap<String, String>) -> Result<(), String> {
+    pub async fn deliver_binding(&self, name: &str, route: &str, data: Bytes, metadata: HashMap<String, String>) -> Result<(), BindingRefused> {
+        let refused = |failure: Failure, detail: String| BindingRefused { failure, message: format!("input binding {name:?}: {detail}") };
         match self.protocol {
             AppProtocol::Grpc => {
                 let req = pb::BindingEventRequest { name: name.to_string(), data: data.to_vec(), metadata };
-                self.grpc.clone().on_binding_event(req).await.map(|_| ()).map_err(|s| s.message().to_string())
+                match self.grpc.clone().on_binding_event(req).await {
+                    Ok(_) => Ok(()),
+                    Err(s) => Err(refused(Failure::Grpc(s.code()), format!("OnBindingEvent failed: {:?}: {}", s.code(), s.message()))),
+                }
             }
             AppProtocol::Http => {
                 let mut headers = HeaderMap::new();
@@ -256,9 +293,11 @@ impl AppChannel {
                         headers.insert(k, v);
                     }
                 }
-                match self.http_call(Method::POST, route, headers, data).await? {
-                    (s, _, _) if s.is_success() => Ok(()),
-                    (s, _, _) => Err(format!("input binding {name:?}: POST /{} answered {s}", route.trim_start_matches('/'))),
+                let path = route.trim_start_matches('/');
+                match self.http_call(Method::POST, route, headers, data).await {
+                    Ok((s, _, _)) if s.is_success() => Ok(()),
+                    Ok((s, _, _)) => Err(refused(Failure::Http(s), format!("POST /{path} answered {s}"))),
+                    Err(e) => Err(refused(Failure::Unreachable, format!("POST /{path}: {e}"))),
                 }
             }
         }
@@ -303,7 +342,7 @@ fn http_verdict(body: &Bytes) -> Verdict {
         status: String,
     }
     match serde_json::from_slice::<Status>(body).map(|s| s.status.to_ascii_uppercase()) {
-        Ok(s) if s == "RETRY" => Verdict::Retry,
+        Ok(s) if s == "RETRY" => Verdict::Retry(Failure::AskedRetry),
         Ok(s) if s == "DROP" => Verdict::Drop,
         _ => Verdict::Success,
     }

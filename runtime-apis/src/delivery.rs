@@ -1,5 +1,6 @@
 //! Delivery to the app: topic events (routing, RETRY with backoff, DROP, dead-letter topic, ack only
-//! after the app accepted) and input binding events.
+//! after the app accepted) and input binding events, each under the component's `inbound`
+//! Resiliency policies when it has any (see `inbound`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use bytes::Bytes;
 use oxidecar_components::ComponentError;
 use oxidecar_components::bindings::{BindingEvent, BindingHandler};
 use oxidecar_components::pubsub::{Message, MessageHandler, PubSub};
+use oxidecar_components::resiliency::TargetPolicy;
 use oxidecar_components::subscription::Subscription;
 use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
@@ -16,10 +18,12 @@ use tracing::Instrument;
 use crate::api::Api;
 use crate::app::{AppChannel, RawPayload, Verdict};
 use crate::cloudevent::{self, Target};
+use crate::inbound::{self, Disposition, Settled};
 use crate::lanes::{LANE_ATTRIBUTE, LaneResolver, delivers_here};
 use crate::metrics::Metrics;
 
-/// Delivery attempts before an event counts as failed (the first try plus retries).
+/// Delivery attempts before an event counts as failed (the first try plus retries), when the
+/// pub/sub component has no inbound Resiliency policy.
 pub const DELIVERY_ATTEMPTS: u32 = 5;
 /// Backoff before the first retry; doubles per retry up to `MAX_BACKOFF`.
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
@@ -81,6 +85,7 @@ async fn subscribe(api: &Arc<Api>, app: &Arc<AppChannel>, sub: &Subscription) {
         lanes,
         own_lane,
         metrics: api.metrics.clone(),
+        inbound: api.resiliency.component_inbound(&sub.pubsub_name).cloned(),
     });
     if let Err(e) = ps.subscribe(&sub.topic, handler, api.cancel.child_token()).await {
         tracing::warn!(pubsub = %sub.pubsub_name, topic = %sub.topic, error = %e, "subscribe failed");
@@ -97,6 +102,8 @@ struct Subscriber {
     /// This workload's lane, fixed at start like the consumer group it chose.
     own_lane: Option<String>,
     metrics: Metrics,
+    /// The pub/sub component's inbound Resiliency policies, replacing the built-in retries.
+    inbound: Option<Arc<TargetPolicy>>,
 }
 
 fn handler(subscriber: Subscriber) -> MessageHandler {
@@ -169,27 +176,57 @@ async fn deliver(s: &Subscriber, msg: Message) -> Result<(), ComponentError> {
         data: &msg.data,
         content_type: if msg.content_type.is_empty() { "application/octet-stream" } else { msg.content_type.as_str() },
     });
-    let mut backoff = INITIAL_BACKOFF;
-    let mut verdict = Verdict::Retry;
-    for attempt in 1..=DELIVERY_ATTEMPTS {
-        verdict = app.deliver_event(&event, raw, &path, &extra).await;
-        if verdict != Verdict::Retry || attempt == DELIVERY_ATTEMPTS {
-            break;
+    let attempt = || app.deliver_event(&event, raw, &path, &extra);
+    let (settled, disposition) = match &s.inbound {
+        Some(policy) => {
+            let settled = inbound::deliver_event(policy, attempt).await;
+            let disposition = settled.disposition(sub.dead_letter_topic.is_some());
+            (settled, disposition)
+        }
+        None => builtin_retries(attempt, sub.dead_letter_topic.is_some()).await,
+    };
+    tracing::debug!(topic = %sub.topic, lane = lane.as_deref().unwrap_or("base"), ?settled, ?disposition, "event handed to the app");
+    count(settled.outcome());
+    match (disposition, &sub.dead_letter_topic) {
+        (Disposition::DeadLetter, Some(dlq)) => {
+            let data = if msg.metadata.is_empty() { Bytes::from(event.to_string()) } else { msg.data.clone() };
+            ps.publish(Message { topic: dlq.clone(), data, content_type: msg.content_type, metadata: msg.metadata }).await
+        }
+        (Disposition::Nack, _) => {
+            let why = match settled {
+                Settled::Failed(why) | Settled::Refused(why) => why,
+                Settled::Delivered | Settled::Dropped => String::new(),
+            };
+            tracing::warn!(pubsub = %sub.pubsub_name, topic = %sub.topic, reason = %why, "message not delivered to the app; left with the broker for redelivery");
+            Err(ComponentError::Unavailable(format!("delivery to the app: {why}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Oxidecar's own retries when the component has no inbound policy: `DELIVERY_ATTEMPTS` attempts
+/// with doubling backoff; a message still failing then goes to the dead-letter topic, or is
+/// acknowledged and dropped without one.
+async fn builtin_retries<F, Fut>(mut attempt: F, has_dead_letter_topic: bool) -> (Settled, Disposition)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Verdict>,
+{
+    let (mut backoff, mut attempts) = (INITIAL_BACKOFF, 1);
+    loop {
+        match attempt().await {
+            Verdict::Success => return (Settled::Delivered, Disposition::Ack),
+            Verdict::Drop => return (Settled::Dropped, Settled::Dropped.disposition(has_dead_letter_topic)),
+            Verdict::Retry(failure) if attempts >= DELIVERY_ATTEMPTS => {
+                let dispose = if has_dead_letter_topic { Disposition::DeadLetter } else { Disposition::Ack };
+                return (Settled::Failed(failure.to_string()), dispose);
+            }
+            Verdict::Retry(_) => {}
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+        attempts += 1;
     }
-    tracing::debug!(topic = %sub.topic, lane = lane.as_deref().unwrap_or("base"), ?verdict, "event handed to the app");
-    if verdict == Verdict::Success {
-        count("delivered");
-        return Ok(());
-    }
-    count(if verdict == Verdict::Drop { "dropped" } else { "failed" });
-    let Some(dlq) = &sub.dead_letter_topic else {
-        return Ok(());
-    };
-    let data = if msg.metadata.is_empty() { Bytes::from(event.to_string()) } else { msg.data.clone() };
-    ps.publish(Message { topic: dlq.clone(), data, content_type: msg.content_type, metadata: msg.metadata }).await
 }
 
 fn start_input_bindings(api: &Arc<Api>, app: &Arc<AppChannel>) {
@@ -197,11 +234,16 @@ fn start_input_bindings(api: &Arc<Api>, app: &Arc<AppChannel>) {
         // gRPC apps get the binding name; HTTP apps get a POST to `route` (default `/<name>`).
         let target: Arc<(String, String)> = Arc::new((name.clone(), binding.route().unwrap_or(name).to_string()));
         let app2 = app.clone();
+        let policy = api.resiliency.component_inbound(name).cloned();
         let handler: BindingHandler = Arc::new(move |ev: BindingEvent| {
-            let (target, app) = (target.clone(), app2.clone());
+            let (target, app, policy) = (target.clone(), app2.clone(), policy.clone());
             Box::pin(async move {
                 let (name, route) = &*target;
-                app.deliver_binding(name, route, ev.data, ev.metadata).await.map_err(ComponentError::Unavailable)
+                let delivered = match &policy {
+                    Some(policy) => inbound::deliver_binding(policy, || app.deliver_binding(name, route, ev.data.clone(), ev.metadata.clone())).await,
+                    None => app.deliver_binding(name, route, ev.data, ev.metadata).await.map_err(|e| e.message),
+                };
+                delivered.map_err(ComponentError::Unavailable)
             })
         });
         let (binding, cancel) = (binding.clone(), api.cancel.child_token());

@@ -10,6 +10,7 @@ mod delivery;
 mod error;
 mod grpc;
 mod http;
+mod inbound;
 mod invoke;
 mod lanes;
 mod metrics;

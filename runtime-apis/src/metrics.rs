@@ -31,7 +31,7 @@ impl Metrics {
         let deliveries = IntCounterVec::new(
             Opts::new(
                 "oxidecar_pubsub_deliveries_total",
-                "Topic messages handled for the app by pubsub, topic, the message's lane (`base` without one) and outcome (delivered, dropped, failed, skipped: another lane's subscriber takes it)",
+                "Topic messages handled for the app by pubsub, topic, the message's lane (`base` without one) and outcome (delivered, dropped, failed, refused: an open inbound circuit breaker sent it back to the broker, skipped: another lane's subscriber takes it)",
             ),
             &["pubsub", "topic", "lane", "outcome"],
         )?;
