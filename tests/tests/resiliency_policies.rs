@@ -2,7 +2,8 @@
 //! retried on a flaky app until it succeeds, a timeout cutting a slow call with DEADLINE_EXCEEDED,
 //! a circuit breaker that opens (calls fail fast without reaching the app) and closes again, state
 //! store retry and timeout policies against a real Redis behind a relay the test controls, and a
-//! bad Resiliency file stopping start-up with a line naming the file, resource and field.
+//! bad Resiliency file (also a bad inbound policy reference) stopping start-up with a line naming
+//! the file, resource and field. Inbound policies have their own tests: inbound_resiliency.rs.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -330,6 +331,10 @@ async fn bad_resiliency_files_stop_start_up_naming_file_resource_and_field() {
         (BREAKER.replace("circuitBreaker: appCB", "circuitBreaker: appCb"), "spec.targets.apps.checkout.circuitBreaker: unknown circuit breaker policy \"appCb\" (defined: appCB)"),
         (BREAKER.replace("timeout: 2s", "timeout: 2 seconds"), "spec.policies.circuitBreakers.appCB.timeout: \"2 seconds\" has an unknown unit"),
         (BREAKER.replace("consecutiveFailures >= 3", "failures >= 3"), "spec.policies.circuitBreakers.appCB.trip: \"failures >= 3\": unknown count \"failures\""),
+        (
+            BREAKER.replace("apps:\n      checkout: {circuitBreaker: appCB}", "components:\n      pubsub: {inbound: {circuitBreaker: appCb}}"),
+            "spec.targets.components.pubsub.inbound.circuitBreaker: unknown circuit breaker policy \"appCb\" (defined: appCB)",
+        ),
     ];
     for (yaml, want) in cases {
         let dir = TempDir::new("bad-resiliency");
