@@ -1,11 +1,15 @@
 //! Service invocation over the mesh: the proxy's `ServiceInvoker`. A call to another app becomes an
-//! HTTP request on this sidecar's own outbound listener — routed, load balanced, pooled, retried,
-//! circuit-broken and counted exactly like transparent traffic — to the peer sidecar's inbound
-//! listener, which hands it to its runtime, which delivers it to the app (HTTP, or gRPC
-//! `AppCallback.OnInvoke`). Calls to this sidecar's own app go straight to it. Dapr's gRPC
-//! proxying rides the same listener (see `grpc`).
+//! HTTP request on this sidecar's own outbound listener — handed to that listener's proxy in
+//! process (see `inproc`), then routed, load balanced, pooled, retried, circuit-broken and counted
+//! exactly like transparent traffic — to the peer sidecar's inbound listener, which delivers it to
+//! the app (HTTP directly, or gRPC `AppCallback.OnInvoke` through its runtime). Calls to this
+//! sidecar's own app go straight to it. Dapr's gRPC proxying rides the same listener over loopback
+//! TCP (see `grpc`).
 
 mod grpc;
+mod inproc;
+
+pub use inproc::InProcessListeners;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,8 +19,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use oxidecar_runtime_apis::{GrpcBody, InvokeError, InvokeRequest, InvokeResponse, LoopbackInvoker, ServiceInvoker};
 
 use crate::http::REASON_HEADER;
@@ -37,7 +40,8 @@ pub struct MeshInvoker {
     caller: HeaderValue,
     local: LoopbackInvoker,
     shared: Arc<Shared>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// The listeners' proxies, for handing calls to the invocation listener in process.
+    listeners: Arc<InProcessListeners>,
     /// HTTP/2 client for proxied gRPC calls (pooled per target authority).
     grpc_client: Client<grpc::MeshConnector, GrpcBody>,
     /// Whether this sidecar's app serves gRPC (then proxied calls for it go straight to it).
@@ -63,26 +67,37 @@ fn invocation_listener(shared: &Shared) -> Result<SocketAddr, String> {
 
 impl MeshInvoker {
     /// `grpc_app`: the local app's address when it speaks gRPC.
-    pub fn new(app_id: &str, local: LoopbackInvoker, grpc_app: Option<SocketAddr>, shared: Arc<Shared>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+    pub fn new(app_id: &str, local: LoopbackInvoker, grpc_app: Option<SocketAddr>, shared: Arc<Shared>, listeners: Arc<InProcessListeners>) -> Self {
         let mesh = grpc::MeshConnector { shared: shared.clone(), local_app: grpc_app.map(|a| (Arc::from(app_id), a)) };
         Self {
             app_id: app_id.to_string(),
             caller: HeaderValue::from_str(app_id).unwrap_or(HeaderValue::from_static("unknown")),
             local,
             shared,
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            listeners,
             grpc_client: Client::builder(TokioExecutor::new()).http2_only(true).build(mesh),
             grpc_app: grpc_app.is_some(),
         }
     }
+}
 
-    /// The outbound listener invocation rides and the authority calls to `app_id` are routed by,
-    /// both from the running config.
-    fn route_for(&self, app_id: &str) -> Result<(SocketAddr, String), String> {
-        let addr = invocation_listener(&self.shared)?;
-        Ok((addr, self.shared.tables.load().snapshot.invocation.authority(app_id).to_string()))
+/// Sends `request` on an in-memory connection to the invocation listener and reads the whole
+/// answer, driving the connection meanwhile (no task of its own).
+async fn exchange(io: tokio::io::DuplexStream, request: http::Request<Full<Bytes>>) -> Result<(http::response::Parts, Bytes), hyper::Error> {
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    let call = async {
+        let (parts, body) = sender.send_request(request).await?.into_parts();
+        Ok((parts, body.collect().await?.to_bytes()))
+    };
+    let mut call = std::pin::pin!(call);
+    tokio::select! {
+        biased;
+        answer = &mut call => answer,
+        // The connection is done: the answer was handed over in full (or the exchange failed).
+        closed = conn => {
+            closed?;
+            call.await
+        }
     }
 }
 
@@ -99,8 +114,8 @@ impl ServiceInvoker for MeshInvoker {
         if req.headers.contains_key(&INVOKED_HEADER) {
             return Err(unreachable(&req.app_id, format!("this sidecar serves app {:?}; a call that crossed the mesh is not forwarded again", self.app_id)));
         }
-        let (addr, authority) = self.route_for(&req.app_id).map_err(|r| unreachable(&req.app_id, r))?;
-        let mut uri = format!("http://{addr}/v1.0/invoke/{}/method/{}", req.app_id, req.method);
+        let authority = self.shared.tables.load().snapshot.invocation.authority(&req.app_id).to_string();
+        let mut uri = format!("/v1.0/invoke/{}/method/{}", req.app_id, req.method);
         if !req.query.is_empty() {
             uri.push('?');
             uri.push_str(&req.query);
@@ -118,20 +133,15 @@ impl ServiceInvoker for MeshInvoker {
         let request = builder
             .body(Full::new(req.body))
             .map_err(|e| unreachable(&req.app_id, format!("cannot build the request for {authority}: {e}")))?;
-        let response = tokio::time::timeout(INVOKE_TIMEOUT, self.client.request(request))
+        let io = self.listeners.connect(&self.shared).map_err(|r| unreachable(&req.app_id, r))?;
+        let (parts, body) = tokio::time::timeout(INVOKE_TIMEOUT, exchange(io, request))
             .await
             .map_err(|_| unreachable(&req.app_id, format!("no answer from {authority} within {INVOKE_TIMEOUT:?}")))?
-            .map_err(|e| unreachable(&req.app_id, format!("outbound listener {addr}: {e}")))?;
-        let (parts, body) = response.into_parts();
+            .map_err(|e| unreachable(&req.app_id, format!("{authority} through the invocation listener: {e}")))?;
         if let Some(reason) = parts.headers.get(REASON_HEADER).and_then(|v| v.to_str().ok()) {
             // The mesh answered instead of the app: no route, upstream down, overflow, timeout.
             return Err(unreachable(&req.app_id, format!("{authority}: {} {reason}", parts.status.as_u16())));
         }
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| InvokeError::Failed { app_id: req.app_id.clone(), method: req.method.clone(), reason: e.to_string() })?
-            .to_bytes();
         let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         Ok(InvokeResponse { status: parts.status, headers: parts.headers, body, content_type })
     }

@@ -22,7 +22,7 @@ use crate::http::MeshHttp;
 use crate::listener::MeshListener;
 use crate::metrics::Metrics;
 use crate::shared::Shared;
-use crate::invoke::MeshInvoker;
+use crate::invoke::{InProcessListeners, MeshInvoker};
 use crate::tables::{LocalRuntime, Tables};
 use oxidecar_runtime_apis::{LoopbackInvoker, Runtime, RuntimeConfig};
 
@@ -215,19 +215,23 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
     server.bootstrap();
     let conf = server.configuration.clone();
     let mut listen_addrs = Vec::new();
+    let mut in_process = std::collections::HashMap::new();
     for l in &snapshot.listeners {
         let name: Arc<str> = l.name.as_str().into();
         let mut http = pingora::proxy::http_proxy(&conf, MeshHttp { listener: name.clone(), shared: shared.clone() });
         let mut options = HttpServerOptions::default();
         options.h2c = true;
         http.server_options = Some(options);
-        let app = MeshListener { name: name.clone(), shared: shared.clone(), http: Arc::new(http) };
+        let http = Arc::new(http);
+        in_process.insert(name.clone(), http.clone());
+        let app = MeshListener { name: name.clone(), shared: shared.clone(), http };
         let mut service = Service::new(format!("listener {name}"), app);
         service.add_tcp(&l.address.to_string());
         server.add_service(service);
         listen_addrs.push(l.address);
     }
 
+    let in_process = Arc::new(InProcessListeners::new(in_process));
     let xds_held = ads.as_ref().map(|a| a.held.clone());
     let state = AdminState { shared: shared.clone(), source: source.clone(), started: Instant::now(), app_scrape: admin::app_scrape_from_env(), xds_held };
     let control_shared = shared.clone();
@@ -253,7 +257,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
                     Some(port) if runtime_cfg.app_protocol == oxidecar_runtime_apis::AppProtocol::Grpc => Some(SocketAddr::from(([127, 0, 0, 1], port))),
                     _ => None,
                 };
-                let invoker = Arc::new(MeshInvoker::new(&runtime_cfg.app_id, local, grpc_app, control_shared.clone()));
+                let invoker = Arc::new(MeshInvoker::new(&runtime_cfg.app_id, local, grpc_app, control_shared.clone(), in_process));
                 // The Shutdown RPC drains the whole sidecar, exactly like SIGTERM.
                 let on_shutdown: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {
                     tracing::info!("Shutdown requested through the runtime API");

@@ -3,13 +3,16 @@
 # inbound listener → B's runtime → app, beside a direct app → app call, in one run. Both sidecars
 # share CPU 1; the load generator and the target app (nginx) share CPU 0.
 # Usage: bash tests/bench/invocation.sh [seconds-per-run]   (Markdown table on stdout)
+# BENCH_BIN=DIR takes oxidecar and loadgen from DIR instead of building them (to compare two builds).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DUR=${1:-10}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/oxidecar-target}"
 command -v wrk >/dev/null && command -v nginx >/dev/null || apt-get install -y -qq wrk nginx-light >/dev/null
-cargo build --release -q -p oxidecar -p oxidecar-tests --bin oxidecar --bin loadgen
-BIN=$CARGO_TARGET_DIR/release
+if [ -n "${BENCH_BIN:-}" ]; then BIN=$BENCH_BIN; else
+  cargo build --release -q -p oxidecar -p oxidecar-tests --bin oxidecar --bin loadgen
+  BIN=$CARGO_TARGET_DIR/release
+fi
 WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf $WORK' EXIT
 APP=18580; A_OUT=18581; B_IN=18582; A_HTTP=18583; B_HTTP=18584
 

@@ -2,11 +2,11 @@
 //! rides sidecar A's outbound listener (routing, LB, metrics) to sidecar B's inbound listener, whose
 //! runtime delivers it to the target app.
 
-use oxidecar_tests::upstream::http_upstream;
+use oxidecar_tests::upstream::{http_upstream, http_upstream_failing};
 use oxidecar_tests::*;
 
-/// Sidecar B serves app `orders` (an HTTP app); sidecar A serves `checkout` and routes `orders` to B.
-async fn two_sidecars(orders_app_port: u16) -> (Proxy, Proxy, u16, u16) {
+/// Sidecar B serves app `orders` (an HTTP app) on its inbound listener, whose port is returned.
+async fn orders_sidecar(orders_app_port: u16) -> (Proxy, u16) {
     let b_inbound = free_port();
     let b = Proxy::start_with_args(
         AdminPorts::new(),
@@ -29,6 +29,12 @@ route_configs:
         &["--app-id", "orders", "--app-port", &orders_app_port.to_string()],
     )
     .await;
+    (b, b_inbound)
+}
+
+/// Sidecar B serves app `orders` (an HTTP app); sidecar A serves `checkout` and routes `orders` to B.
+async fn two_sidecars(orders_app_port: u16) -> (Proxy, Proxy, u16, u16) {
+    let (b, b_inbound) = orders_sidecar(orders_app_port).await;
     let (a_outbound, a_grpc, a_http) = (free_port(), free_port(), free_port());
     let a = Proxy::start_with_args(
         AdminPorts::new(),
@@ -75,6 +81,65 @@ async fn invoke_by_app_id_rides_the_mesh_to_the_target_app() {
     assert!(r.status >= 400, "{}", r.body);
     assert!(r.body.contains("payments") && r.body.contains("no route matched"), "{}", r.body);
     assert_eq!(app.count(), before);
+}
+
+/// A hands the call to its outbound listener in process (no TCP connection to it), and the call is
+/// still that listener's traffic: the route's retry policy moves past a failing endpoint, and the
+/// listener's access log and metrics record every call.
+#[tokio::test]
+async fn invocation_handed_over_in_process_keeps_the_listeners_retries_metrics_and_access_log() {
+    let app = http_upstream("orders-app").await;
+    let broken = http_upstream_failing("broken-orders", 503).await;
+    let (_b, b_inbound) = orders_sidecar(app.port()).await;
+    let dir = TempDir::new("invoke-log");
+    let log = dir.0.join("access.log");
+    let (a_outbound, a_http) = (free_port(), free_port());
+    let endpoints = format!("[{{ address: 127.0.0.1:{} }}, {{ address: 127.0.0.1:{b_inbound} }}]", broken.port());
+    let sidecar = checkout_sidecar_config(a_outbound, &endpoints);
+    let retry_on_5xx = sidecar.replace("retry_policy: { retry_on: [connect-failure] }", "retry_policy: { num_retries: 3, retry_on: [5xx], base_interval: 1ms }");
+    assert_ne!(retry_on_5xx, sidecar, "the harness config has the route's retry policy to replace");
+    let config = format!("telemetry:\n  access_log: {{ format: json, path: {} }}\n{retry_on_5xx}", log.display());
+    let a = Proxy::start_with_args(AdminPorts::new(), &config, &["--app-id", "checkout", "--dapr-http-port", &a_http.to_string()]).await;
+
+    const CALLS: usize = 4;
+    for i in 0..CALLS {
+        let r = send(&http1_client(), "GET", &format!("http://127.0.0.1:{a_http}/v1.0/invoke/orders/method/neworder?n={i}"), &[], "")
+            .await
+            .expect("invoke");
+        assert_eq!(r.status, 200, "call {i}: {}", r.body);
+        let seen: serde_json::Value = serde_json::from_str(&r.body).expect("app answer");
+        assert_eq!(seen["server"], "orders-app");
+        assert_eq!(seen["path"], format!("/neworder?n={i}"));
+    }
+    let reached = (0..CALLS).filter(|i| app.seen_on(&format!("/neworder?n={i}")).len() == 1).count();
+    assert_eq!(reached, CALLS, "every call reached the app once");
+    assert!(broken.count() >= 1, "round robin sent some tries to the failing endpoint");
+
+    let entries: Vec<serde_json::Value> = eventually(std::time::Duration::from_secs(5), || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let entries: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        (entries.len() >= CALLS).then_some(entries)
+    })
+    .await
+    .unwrap_or_else(|| panic!("A's access log has fewer than {CALLS} lines: {:?}", std::fs::read_to_string(&log)));
+    assert_eq!(entries.len(), CALLS, "one line per call: {entries:?}");
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e["listener"], "virtualOutbound", "{e}");
+        assert_eq!(e["direction"], "outbound", "{e}");
+        assert_eq!(e["authority"], "orders.shop.svc.cluster.local", "{e}");
+        assert_eq!(e["path"], format!("/v1.0/invoke/orders/method/neworder?n={i}"), "{e}");
+        assert_eq!(e["response_code"], 200, "{e}");
+        assert_eq!(e["upstream_cluster"], "orders", "{e}");
+        assert_eq!(e["upstream_host"], format!("127.0.0.1:{b_inbound}"), "the last try went to B: {e}");
+        // An in-memory connection: the listener's address, and no client port.
+        assert_eq!(e["downstream_remote_address"], "127.0.0.1:0", "{e}");
+    }
+    let retries: u64 = entries.iter().map(|e| e["retries"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(retries, broken.count(), "each try on the failing endpoint was retried: {entries:?}");
+
+    let m = a.metrics().await;
+    let ok = [("reporter", "source"), ("destination_service", "orders.shop.svc.cluster.local"), ("response_code", "200")];
+    assert_eq!(metric_sum(&m, "istio_requests_total", &ok), CALLS as f64, "{m}");
 }
 
 #[tokio::test]
