@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Service invocation benchmark: app → sidecar A (runtime API) → A's outbound listener → sidecar B's
-# inbound listener → B's runtime → app, beside a direct app → app call, in one run. Both sidecars
-# share CPU 1; the load generator and the target app (nginx) share CPU 0.
+# Service invocation benchmark: app → sidecar A (runtime API) → A's outbound listener (handed over in
+# process) → sidecar B's inbound listener → the HTTP app, beside a direct app → app call, in one
+# run. Both sidecars share CPU 1; the load generator and the target app (nginx) share CPU 0.
 # Usage: bash tests/bench/invocation.sh [seconds-per-run]   (Markdown table on stdout)
 # BENCH_BIN=DIR takes oxidecar and loadgen from DIR instead of building them (to compare two builds).
 set -euo pipefail
