@@ -25,8 +25,9 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         let tables = shared.tables.load_full();
         let generation = stop.child_token();
         let mut tasks = tokio::task::JoinSet::new();
-        for cluster in &tables.clusters {
-            let Some(hc) = tables.snapshot.cluster(&cluster.name).and_then(|c| c.health_check.clone()) else { continue };
+        // `Tables::build` keeps the snapshot's cluster order.
+        for (spec, cluster) in tables.snapshot.clusters.iter().zip(&tables.clusters) {
+            let Some(hc) = spec.health_check.clone() else { continue };
             for ep in &cluster.endpoints {
                 let (hc, stats, addr, name, stop) = (hc.clone(), ep.stats.clone(), ep.address, cluster.name.clone(), generation.clone());
                 tasks.spawn(async move { check_endpoint(&name, addr, &hc, &stats, stop).await });

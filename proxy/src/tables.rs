@@ -200,16 +200,53 @@ pub struct ListenerTable {
     pub direction: TrafficDirection,
     pub sniff_timeout: Duration,
     pub chains: Vec<ChainEntry>,
+    /// Positions in `chains` by what they match on, each list ascending. Istio's `virtualOutbound`
+    /// holds a chain per service address and port of the mesh (thousands), so a connection only
+    /// looks at the chains for its own destination address and port, and at the less specific
+    /// ones: keyed by (port or any, host address or other).
+    index: HashMap<(Option<u16>, Option<IpAddr>), Vec<usize>>,
+    /// Position of each chain by name (HTTP requests find the chain their connection picked).
+    by_name: HashMap<Arc<str>, usize>,
 }
 
 impl ListenerTable {
+    pub fn new(direction: TrafficDirection, sniff_timeout: Duration, chains: Vec<ChainEntry>) -> Self {
+        let mut index: HashMap<(Option<u16>, Option<IpAddr>), Vec<usize>> = HashMap::new();
+        let mut by_name = HashMap::with_capacity(chains.len());
+        for (i, c) in chains.iter().enumerate() {
+            let hosts: Option<Vec<IpAddr>> = c.prefix_ranges.iter().map(|r| (r.prefix_len() == r.max_prefix_len()).then(|| r.addr())).collect();
+            match hosts {
+                // Only single addresses: filed under each (the range check below still runs).
+                Some(hosts) if !hosts.is_empty() => {
+                    for ip in hosts {
+                        let list = index.entry((c.destination_port, Some(ip))).or_default();
+                        if list.last() != Some(&i) {
+                            list.push(i);
+                        }
+                    }
+                }
+                _ => index.entry((c.destination_port, None)).or_default().push(i),
+            }
+            by_name.entry(c.name.clone()).or_insert(i);
+        }
+        Self { direction, sniff_timeout, chains, index, by_name }
+    }
+
     /// Chains that may take a connection to `ip`:`port` (the original destination, or the
     /// listener's own address without capture), in config order.
     pub fn candidates(&self, ip: Option<IpAddr>, port: u16) -> impl Iterator<Item = &ChainEntry> {
-        self.chains.iter().filter(move |c| {
-            c.destination_port.is_none_or(|p| p == port)
-                && (c.prefix_ranges.is_empty() || ip.is_some_and(|ip| c.prefix_ranges.iter().any(|r| r.contains(&ip))))
+        let list = |port: Option<u16>, ip: Option<IpAddr>| self.index.get(&(port, ip)).map_or(&[][..], Vec::as_slice);
+        let host = |port| if ip.is_some() { list(port, ip) } else { &[][..] };
+        let mut lists = [host(Some(port)), list(Some(port), None), host(None), list(None, None)];
+        // Each list ascends: taking the smallest head each time keeps config order.
+        std::iter::from_fn(move || {
+            let (k, _) = lists.iter().enumerate().filter_map(|(k, l)| l.first().map(|i| (k, *i))).min_by_key(|(_, i)| *i)?;
+            let (first, rest) = lists[k].split_first()?;
+            lists[k] = rest;
+            Some(*first)
         })
+        .map(|i| &self.chains[i])
+        .filter(move |c| c.prefix_ranges.is_empty() || ip.is_some_and(|ip| c.prefix_ranges.iter().any(|r| r.contains(&ip))))
     }
 
     /// The chain for a connection to `port` without reading its bytes, when that is decided
@@ -222,7 +259,7 @@ impl ListenerTable {
     }
 
     pub fn chain_named(&self, name: &str) -> Option<&ChainEntry> {
-        self.chains.iter().find(|c| &*c.name == name)
+        self.by_name.get(name).map(|&i| &self.chains[i])
     }
 }
 
@@ -234,6 +271,8 @@ pub struct Tables {
     pub runtime: Option<Arc<LocalRuntime>>,
     pub listeners: HashMap<String, ListenerTable>,
     pub clusters: Vec<Arc<ClusterState>>,
+    /// Position in `clusters` by name.
+    cluster_ids: HashMap<Arc<str>, ClusterId>,
     /// Addresses DNS clusters resolved to; shared by every generation of tables.
     pub dns: Arc<crate::dns::DnsCache>,
 }
@@ -308,6 +347,8 @@ impl Tables {
         let mut clusters = Vec::with_capacity(snapshot.clusters.len());
         for c in &snapshot.clusters {
             let old = previous.and_then(|p| p.cluster_by_name(&c.name));
+            let old_endpoints: HashMap<SocketAddr, &EndpointState> =
+                old.map(|o| o.endpoints.iter().rev().map(|e| (e.address, e)).collect()).unwrap_or_default();
             let resolved = if c.kind.is_dns() { dns.endpoints(c) } else { Vec::new() };
             let listed = if c.kind.is_dns() { &resolved } else { &c.endpoints };
             let endpoints = listed
@@ -318,10 +359,7 @@ impl Tables {
                     weight: e.weight,
                     labels: e.labels.clone(),
                     tls: c.tls.applies_to(&e.labels),
-                    stats: old
-                        .and_then(|o| o.endpoints.iter().find(|oe| oe.address == e.address))
-                        .map(|oe| oe.stats.clone())
-                        .unwrap_or_default(),
+                    stats: old_endpoints.get(&e.address).map(|oe| oe.stats.clone()).unwrap_or_default(),
                 })
                 .collect::<Vec<_>>();
             let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
@@ -381,14 +419,15 @@ impl Tables {
             }
             listeners.insert(
                 l.name.clone(),
-                ListenerTable { direction: l.direction, sniff_timeout: l.protocol_sniff_timeout, chains },
+                ListenerTable::new(l.direction, l.protocol_sniff_timeout, chains),
             );
         }
-        Ok(Tables { snapshot, runtime, listeners, clusters, dns })
+        let cluster_ids = clusters.iter().enumerate().map(|(i, c)| (c.name.clone(), ClusterId(i))).collect();
+        Ok(Tables { snapshot, runtime, listeners, clusters, cluster_ids, dns })
     }
 
     pub fn cluster_by_name(&self, name: &str) -> Option<&Arc<ClusterState>> {
-        self.clusters.iter().find(|c| &*c.name == name)
+        self.cluster_ids.get(name).map(|&id| &self.clusters[id.0])
     }
 
     pub fn cluster(&self, id: ClusterId) -> &Arc<ClusterState> {
@@ -441,5 +480,50 @@ clusters:
         assert_eq!(first(Some("10.2.0.1"), 5432).as_deref(), Some("other"), "unknown address");
         assert_eq!(first(Some("10.1.2.3"), 5433).as_deref(), Some("other"), "other port");
         assert_eq!(first(None, 5432).as_deref(), Some("other"), "no address known");
+    }
+
+    #[test]
+    fn indexed_chain_lookup_agrees_with_a_scan_in_config_order() {
+        // Host addresses, a range, per-port and any-port chains, interleaved, as Istio's
+        // virtualOutbound mixes them.
+        let yaml = r#"
+listeners:
+  - name: out
+    address: 127.0.0.1:15001
+    filter_chains:
+      - { name: a, match: { destination_port: 8080, prefix_ranges: ["10.0.0.1/32"] }, tcp: { cluster: c } }
+      - { name: b, match: { destination_port: 8080, prefix_ranges: ["10.0.0.0/24"] }, tcp: { cluster: c } }
+      - { name: c, match: { prefix_ranges: ["10.0.0.1/32", "10.0.0.2/32"] }, tcp: { cluster: c } }
+      - { name: d, match: { destination_port: 8080, prefix_ranges: ["10.0.0.2/32"] }, tcp: { cluster: c } }
+      - { name: e, match: { destination_port: 8080 }, tcp: { cluster: c } }
+      - { name: f, match: { destination_port: 9090, prefix_ranges: ["10.0.0.1/32"] }, tcp: { cluster: c } }
+      - { name: g, match: { prefix_ranges: ["fd00::1/128"] }, tcp: { cluster: c } }
+      - { name: h, tcp: { cluster: c } }
+clusters:
+  - { name: c, endpoints: [{ address: 10.9.0.5:80 }] }
+"#;
+        let snapshot = oxidecar_xds::static_file::parse_str(yaml).expect("valid");
+        let tables = Tables::build(Arc::new(snapshot), None, None).expect("tables");
+        let out = &tables.listeners["out"];
+        let names = |ip: Option<IpAddr>, port| out.candidates(ip, port).map(|c| c.name.to_string()).collect::<Vec<_>>();
+        let scan = |ip: Option<IpAddr>, port: u16| {
+            out.chains
+                .iter()
+                .filter(|c| {
+                    c.destination_port.is_none_or(|p| p == port)
+                        && (c.prefix_ranges.is_empty() || ip.is_some_and(|ip| c.prefix_ranges.iter().any(|r| r.contains(&ip))))
+                })
+                .map(|c| c.name.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(Some("10.0.0.1".parse().expect("ip")), 8080), ["a", "b", "c", "e", "h"]);
+        for ip in [None, Some("10.0.0.1"), Some("10.0.0.2"), Some("10.0.0.3"), Some("10.1.0.1"), Some("fd00::1"), Some("fd00::2")] {
+            let ip = ip.map(|i| i.parse::<IpAddr>().expect("ip"));
+            for port in [8080, 9090, 80] {
+                assert_eq!(names(ip, port), scan(ip, port), "{ip:?}:{port}");
+            }
+        }
+        assert_eq!(out.chain_named("d").map(|c| c.name.to_string()).as_deref(), Some("d"));
+        assert!(out.chain_named("zz").is_none());
     }
 }

@@ -32,11 +32,23 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-struct Checker {
+/// Collects errors; knows the snapshot's cluster and route config names so that references are
+/// checked in constant time (a mesh has thousands of each).
+struct Checker<'a> {
     errors: Vec<ConfigError>,
+    clusters: HashSet<&'a str>,
+    route_configs: HashSet<&'a str>,
 }
 
-impl Checker {
+impl Checker<'_> {
+    fn has_cluster(&self, name: &str) -> bool {
+        self.clusters.contains(name)
+    }
+
+    fn has_route_config(&self, name: &str) -> bool {
+        self.route_configs.contains(name)
+    }
+
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(ConfigError { path: path.into(), message: message.into() });
     }
@@ -58,11 +70,11 @@ impl Checker {
         }
     }
 
-    fn weighted(&mut self, path: &str, snapshot: &Snapshot, clusters: &[WeightedCluster]) {
+    fn weighted(&mut self, path: &str, clusters: &[WeightedCluster]) {
         let mut total: u64 = 0;
         for (i, wc) in clusters.iter().enumerate() {
             total += u64::from(wc.weight);
-            if snapshot.cluster(&wc.name).is_none() {
+            if !self.has_cluster(&wc.name) {
                 self.err(format!("{path}[{i}].name"), format!("unknown cluster {:?}", wc.name));
             }
         }
@@ -75,7 +87,11 @@ impl Checker {
 impl Snapshot {
     /// Checks references, names, ports, weights and expressions; returns every error found.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
-        let mut c = Checker { errors: Vec::new() };
+        let mut c = Checker {
+            errors: Vec::new(),
+            clusters: self.clusters.iter().map(|cl| cl.name.as_str()).collect(),
+            route_configs: self.route_configs.iter().map(|r| r.name.as_str()).collect(),
+        };
         if self.drain_timeout.is_zero() {
             c.err("drain_timeout", "must be greater than 0");
         }
@@ -118,7 +134,7 @@ impl Snapshot {
         if c.errors.is_empty() { Ok(()) } else { Err(ConfigErrors(c.errors)) }
     }
 
-    fn validate_listener(&self, c: &mut Checker, i: usize, l: &Listener) {
+    fn validate_listener(&self, c: &mut Checker<'_>, i: usize, l: &Listener) {
         for (j, fc) in l.filter_chains.iter().enumerate() {
             let path = format!("listeners[{i}].filter_chains[{j}]");
             let m = &fc.filter_chain_match;
@@ -145,7 +161,7 @@ impl Snapshot {
                     c.err(path.clone(), "needs exactly one of `http` and `tcp`");
                 }
                 (Some(http), None) => {
-                    if self.route_config(&http.route_config).is_none() {
+                    if !c.has_route_config(&http.route_config) {
                         c.err(format!("{path}.http.route_config"), format!("unknown route config {:?}", http.route_config));
                     }
                     if fc.filter_chain_match.protocol == Some(Protocol::Tcp) {
@@ -156,11 +172,11 @@ impl Snapshot {
                     let path = format!("{path}.tcp");
                     match (&tcp.cluster, tcp.weighted_clusters.is_empty()) {
                         (Some(name), true) => {
-                            if self.cluster(name).is_none() {
+                            if !c.has_cluster(name) {
                                 c.err(format!("{path}.cluster"), format!("unknown cluster {name:?}"));
                             }
                         }
-                        (None, false) => c.weighted(&format!("{path}.weighted_clusters"), self, &tcp.weighted_clusters),
+                        (None, false) => c.weighted(&format!("{path}.weighted_clusters"), &tcp.weighted_clusters),
                         _ => c.err(path, "needs exactly one of `cluster` and `weighted_clusters`"),
                     }
                 }
@@ -168,7 +184,7 @@ impl Snapshot {
         }
     }
 
-    fn validate_route_config(&self, c: &mut Checker, i: usize, rc: &RouteConfig) {
+    fn validate_route_config(&self, c: &mut Checker<'_>, i: usize, rc: &RouteConfig) {
         c.unique(&format!("route_configs[{i}].virtual_hosts"), rc.virtual_hosts.iter().map(|v| v.name.as_str()));
         let mut domains = HashSet::new();
         for (j, vh) in rc.virtual_hosts.iter().enumerate() {
@@ -190,7 +206,7 @@ impl Snapshot {
         }
     }
 
-    fn validate_route(&self, c: &mut Checker, path: &str, r: &Route) {
+    fn validate_route(&self, c: &mut Checker<'_>, path: &str, r: &Route) {
         let m = &r.route_match;
         let kinds = [m.prefix.is_some(), m.path.is_some(), m.regex.is_some()].iter().filter(|b| **b).count();
         if kinds != 1 {
@@ -231,11 +247,11 @@ impl Snapshot {
         if let Some(a) = &r.route {
             match (&a.cluster, a.weighted_clusters.is_empty()) {
                 (Some(name), true) => {
-                    if self.cluster(name).is_none() {
+                    if !c.has_cluster(name) {
                         c.err(format!("{path}.route.cluster"), format!("unknown cluster {name:?}"));
                     }
                 }
-                (None, false) => c.weighted(&format!("{path}.route.weighted_clusters"), self, &a.weighted_clusters),
+                (None, false) => c.weighted(&format!("{path}.route.weighted_clusters"), &a.weighted_clusters),
                 _ => c.err(format!("{path}.route"), "needs exactly one of `cluster` and `weighted_clusters`"),
             }
             for (h, hp) in a.hash_policy.iter().enumerate() {
@@ -271,7 +287,7 @@ impl Snapshot {
                 }
             }
             for (k, mp) in a.mirrors.iter().enumerate() {
-                if self.cluster(&mp.cluster).is_none() {
+                if !c.has_cluster(&mp.cluster) {
                     c.err(format!("{path}.route.mirrors[{k}].cluster"), format!("unknown cluster {:?}", mp.cluster));
                 }
                 if !(0.0..=100.0).contains(&mp.percent) {
@@ -302,7 +318,7 @@ impl Snapshot {
     }
 }
 
-fn validate_redirect(c: &mut Checker, path: &str, rd: &Redirect, m: &RouteMatch) {
+fn validate_redirect(c: &mut Checker<'_>, path: &str, rd: &Redirect, m: &RouteMatch) {
     if !REDIRECT_CODES.contains(&rd.response_code) {
         c.err(format!("{path}.response_code"), format!("{} is not a redirect status (301, 302, 303, 307, 308)", rd.response_code));
     }
@@ -343,7 +359,7 @@ fn http_name_invalid(name: &str) -> bool {
     name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn validate_cluster(c: &mut Checker, i: usize, cl: &Cluster) {
+fn validate_cluster(c: &mut Checker<'_>, i: usize, cl: &Cluster) {
     let path = format!("clusters[{i}]");
     if cl.connect_timeout.is_zero() {
         c.err(format!("{path}.connect_timeout"), "must be greater than 0");
