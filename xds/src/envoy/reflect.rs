@@ -81,8 +81,9 @@ pub(crate) fn from_json<M: Message + Default + prost::Name>(value: &Value) -> Re
 /// set field rejects the resource, naming `path.field`.
 pub(crate) fn check<M: Message + prost::Name>(cx: &mut Cx<'_>, path: &str, msg: &M, used: &[&str], ignored: &[&str]) -> Tr<()> {
     let Some(desc) = pool().get_message_by_name(&M::full_name()) else { return Ok(()) };
-    let Ok(dynamic) = DynamicMessage::decode(desc, msg.encode_to_vec().as_slice()) else { return Ok(()) };
-    for (field, _) in dynamic.fields() {
+    for number in set_field_numbers(&msg.encode_to_vec()) {
+        // Numbers the descriptor set does not know are not Envoy fields; prost drops them anyway.
+        let Some(field) = desc.get_field(number) else { continue };
         let name = field.name();
         if used.contains(&name) {
             continue;
@@ -95,4 +96,48 @@ pub(crate) fn check<M: Message + prost::Name>(cx: &mut Cx<'_>, path: &str, msg: 
         return Err(cx.reject(at, format!("{}.{name} is not supported by oxidecar", M::NAME)));
     }
     Ok(())
+}
+
+/// The numbers of the fields present in an encoded message, ascending, read off the wire format
+/// without decoding the values (a translated message is checked at every level, so decoding
+/// whole subtrees each time would cost depth × size).
+fn set_field_numbers(mut bytes: &[u8]) -> Vec<u32> {
+    use prost::encoding::{DecodeContext, decode_key, skip_field};
+    let mut numbers = Vec::new();
+    while !bytes.is_empty() {
+        let Ok((number, wire_type)) = decode_key(&mut bytes) else { break };
+        if skip_field(wire_type, number, &mut bytes, DecodeContext::default()).is_err() {
+            break;
+        }
+        numbers.push(number);
+    }
+    numbers.sort_unstable();
+    numbers.dedup();
+    numbers
+}
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::google::protobuf::Duration;
+    use prost::Message;
+
+    use super::set_field_numbers;
+
+    #[test]
+    fn set_fields_are_read_off_the_wire_in_number_order() {
+        // name = 1, connect_timeout = 4, per_connection_buffer_limit_bytes = 5, lb_policy = 6.
+        let c = Cluster {
+            lb_policy: 1,
+            name: "x".into(),
+            connect_timeout: Some(Duration { seconds: 1, nanos: 0 }),
+            per_connection_buffer_limit_bytes: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 0 }),
+            ..Default::default()
+        };
+        assert_eq!(set_field_numbers(&c.encode_to_vec()), vec![1, 4, 5, 6]);
+        assert_eq!(set_field_numbers(&Cluster::default().encode_to_vec()), Vec::<u32>::new());
+        // Truncated input: what could be read, and no panic.
+        let bytes = c.encode_to_vec();
+        assert_eq!(set_field_numbers(&bytes[..3]), vec![1]);
+    }
 }
