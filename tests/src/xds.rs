@@ -336,6 +336,10 @@ pub fn set_endpoints_with(set: &mut ResourceSet, cluster: &str, eps: &[(SocketAd
         .collect();
     set.endpoints.insert(
         cluster.to_string(),
-        ClusterLoadAssignment { cluster_name: cluster.to_string(), endpoints: vec![LocalityLbEndpoints { lb_endpoints, ..Default::default() }], ..Default::default() },
+        std::sync::Arc::new(ClusterLoadAssignment {
+            cluster_name: cluster.to_string(),
+            endpoints: vec![LocalityLbEndpoints { lb_endpoints, ..Default::default() }],
+            ..Default::default()
+        }),
     );
 }

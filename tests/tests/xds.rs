@@ -117,7 +117,7 @@ async fn hotel_reservation_dump_is_translated_routed_and_its_bad_listener_nacked
     let good = without_lua(&set.listeners["virtualInbound"]);
     let chains = good.filter_chains.len();
     server.update(|s| {
-        s.listeners.insert("virtualInbound".into(), good.clone());
+        s.listeners.insert("virtualInbound".into(), std::sync::Arc::new(good.clone()));
     });
     let inbound_chains = |d: serde_json::Value| {
         d["snapshot"]["listeners"].as_array().and_then(|ls| ls.iter().find(|l| l["name"] == "virtualInbound").map(|l| l["filter_chains"].as_array().map_or(0, Vec::len)))

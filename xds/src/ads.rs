@@ -26,7 +26,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use tokio_util::sync::CancellationToken;
 
 use crate::envoy::render::DumpView;
-use crate::envoy::{SdsSecret, Translation};
+use crate::envoy::SdsSecret;
 use crate::model::Snapshot;
 
 /// Pilot-agent's xDS socket, relative to the working directory as in Istio's bootstrap.
@@ -60,7 +60,7 @@ pub type HeldView = Arc<std::sync::Mutex<DumpView>>;
 /// What the proxy does with what the client receives.
 pub trait Handler: Send + Sync + 'static {
     /// Puts a complete, translated snapshot in force. An error NACKs the update that produced it.
-    fn apply(&self, translation: &Translation) -> Result<(), String>;
+    fn apply(&self, snapshot: Arc<Snapshot>) -> Result<(), String>;
     /// A workload secret arrived or changed. An error (the certificate does not parse, the key
     /// does not match it, ...) NACKs the secret, and the one held before stays in force.
     fn secret(&self, secret: &SdsSecret) -> Result<(), String>;

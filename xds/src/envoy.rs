@@ -26,6 +26,7 @@ pub use report::{Kind, Rejection, Report};
 pub use secret::SdsSecret;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -45,13 +46,15 @@ pub mod type_url {
 }
 
 /// Envoy resources by type and name: what the ADS client holds, or what a config dump contains.
+/// Resources are shared (`Arc`): the ADS client's working copy, its last good set and the admin's
+/// config dump hold the same decoded messages, and copying a set of thousands is cheap.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResourceSet {
-    pub listeners: BTreeMap<String, Listener>,
-    pub routes: BTreeMap<String, RouteConfiguration>,
-    pub clusters: BTreeMap<String, Cluster>,
-    pub endpoints: BTreeMap<String, ClusterLoadAssignment>,
-    pub secrets: BTreeMap<String, Secret>,
+    pub listeners: BTreeMap<String, Arc<Listener>>,
+    pub routes: BTreeMap<String, Arc<RouteConfiguration>>,
+    pub clusters: BTreeMap<String, Arc<Cluster>>,
+    pub endpoints: BTreeMap<String, Arc<ClusterLoadAssignment>>,
+    pub secrets: BTreeMap<String, Arc<Secret>>,
 }
 
 impl ResourceSet {
@@ -66,31 +69,31 @@ impl ResourceSet {
             Kind::Listener => {
                 let r = Listener::decode(bytes).map_err(bad)?;
                 let n = r.name.clone();
-                self.listeners.insert(n.clone(), r);
+                self.listeners.insert(n.clone(), Arc::new(r));
                 n
             }
             Kind::Route => {
                 let r = RouteConfiguration::decode(bytes).map_err(bad)?;
                 let n = r.name.clone();
-                self.routes.insert(n.clone(), r);
+                self.routes.insert(n.clone(), Arc::new(r));
                 n
             }
             Kind::Cluster => {
                 let r = Cluster::decode(bytes).map_err(bad)?;
                 let n = r.name.clone();
-                self.clusters.insert(n.clone(), r);
+                self.clusters.insert(n.clone(), Arc::new(r));
                 n
             }
             Kind::Endpoint => {
                 let r = ClusterLoadAssignment::decode(bytes).map_err(bad)?;
                 let n = r.cluster_name.clone();
-                self.endpoints.insert(n.clone(), r);
+                self.endpoints.insert(n.clone(), Arc::new(r));
                 n
             }
             Kind::Secret => {
                 let r = Secret::decode(bytes).map_err(bad)?;
                 let n = r.name.clone();
-                self.secrets.insert(n.clone(), r);
+                self.secrets.insert(n.clone(), Arc::new(r));
                 n
             }
         };
@@ -110,7 +113,7 @@ impl ResourceSet {
 
     /// Every held resource of `kind` as `(name, Any)`, for serving it (tests, config dumps).
     pub fn to_any(&self, kind: Kind) -> Vec<(String, Any)> {
-        fn pack<M: Message>(url: &str, items: &BTreeMap<String, M>) -> Vec<(String, Any)> {
+        fn pack<M: Message>(url: &str, items: &BTreeMap<String, Arc<M>>) -> Vec<(String, Any)> {
             items
                 .iter()
                 .map(|(n, m)| (n.clone(), Any { type_url: url.to_string(), value: m.encode_to_vec() }))
@@ -122,6 +125,28 @@ impl ResourceSet {
             Kind::Cluster => pack(kind.type_url(), &self.clusters),
             Kind::Endpoint => pack(kind.type_url(), &self.endpoints),
             Kind::Secret => pack(kind.type_url(), &self.secrets),
+        }
+    }
+
+    /// Whether a resource of `kind` named `name` is held.
+    pub fn contains(&self, kind: Kind, name: &str) -> bool {
+        match kind {
+            Kind::Listener => self.listeners.contains_key(name),
+            Kind::Route => self.routes.contains_key(name),
+            Kind::Cluster => self.clusters.contains_key(name),
+            Kind::Endpoint => self.endpoints.contains_key(name),
+            Kind::Secret => self.secrets.contains_key(name),
+        }
+    }
+
+    /// How many resources of `kind` are held.
+    pub fn count(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Listener => self.listeners.len(),
+            Kind::Route => self.routes.len(),
+            Kind::Cluster => self.clusters.len(),
+            Kind::Endpoint => self.endpoints.len(),
+            Kind::Secret => self.secrets.len(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! `error_state`); with a static file, the model rendered as the Envoy resources that would
 //! configure the same behaviour. Private keys are always `[redacted]`.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use oxidecar_xds::envoy::render::{self, DumpView, ResourceMeta};
@@ -26,8 +27,8 @@ fn static_view(s: &AdminState) -> DumpView {
         // Certificates are public; the key is not read at all.
         let chain = std::fs::read(&id.cert_chain).unwrap_or_default();
         let roots = std::fs::read(&id.trust_bundle).unwrap_or_default();
-        resources.secrets.insert("default".into(), render::certificate_secret(chain, render::REDACTED.as_bytes().to_vec()));
-        resources.secrets.insert("ROOTCA".into(), render::root_secret(roots));
+        resources.secrets.insert("default".into(), Arc::new(render::certificate_secret(chain, render::REDACTED.as_bytes().to_vec())));
+        resources.secrets.insert("ROOTCA".into(), Arc::new(render::root_secret(roots)));
     }
     let version = s.source.version.load(Ordering::SeqCst).to_string();
     let mut view = DumpView { node: Some(oxidecar_xds::ads::node_from_env(|k| std::env::var(k).ok(), std::env::vars())), ..Default::default() };

@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
 use oxidecar_xds::ads::Handler;
-use oxidecar_xds::envoy::{SdsSecret, Translation};
+use oxidecar_xds::envoy::SdsSecret;
+use oxidecar_xds::model::Snapshot;
 
 use super::{ConfigSource, warn_on_listener_changes};
 use crate::shared::Shared;
@@ -28,10 +29,10 @@ impl XdsHandler {
 }
 
 impl Handler for XdsHandler {
-    fn apply(&self, t: &Translation) -> Result<(), String> {
+    fn apply(&self, snapshot: Arc<Snapshot>) -> Result<(), String> {
         let old = self.shared.tables.load();
-        warn_on_listener_changes(&old.snapshot, &t.snapshot);
-        let tables = Tables::build(Arc::new(t.snapshot.clone()), Some(&old), None).map_err(|e| e.to_string());
+        warn_on_listener_changes(&old.snapshot, &snapshot);
+        let tables = Tables::build(snapshot.clone(), Some(&old), None).map_err(|e| e.to_string());
         let tables = match tables {
             Ok(t) => t,
             Err(e) => {
@@ -44,10 +45,10 @@ impl Handler for XdsHandler {
         let version = self.source.version.fetch_add(1, Ordering::SeqCst) + 1;
         self.shared.metrics.config_reloads.with_label_values(&["success"]).inc();
         if !self.shared.drain.config_ready() {
-            tracing::info!(listeners = t.snapshot.listeners.len(), clusters = t.snapshot.clusters.len(), "first complete xDS config in force");
+            tracing::info!(listeners = snapshot.listeners.len(), clusters = snapshot.clusters.len(), "first complete xDS config in force");
         }
         self.shared.drain.set_config_ready();
-        tracing::info!(version, listeners = t.snapshot.listeners.len(), route_configs = t.snapshot.route_configs.len(), clusters = t.snapshot.clusters.len(), "xDS snapshot applied");
+        tracing::info!(version, listeners = snapshot.listeners.len(), route_configs = snapshot.route_configs.len(), clusters = snapshot.clusters.len(), "xDS snapshot applied");
         Ok(())
     }
 

@@ -38,7 +38,12 @@ pub(crate) struct State {
     pub received: BTreeSet<Kind>,
     pub secrets_over_ads: bool,
     /// The snapshot last put in force, to skip identical ones.
-    applied: Option<Snapshot>,
+    applied: Option<std::sync::Arc<Snapshot>>,
+    /// Load assignments the held EDS clusters name (kept up to date on every Cluster response).
+    eds: BTreeSet<String>,
+    /// Route configs the held listeners name through RDS (kept up to date on every Listener
+    /// response, from the translation that response needed anyway).
+    rds: BTreeSet<String>,
     /// What the admin's config dump shows.
     held: super::HeldView,
 }
@@ -53,6 +58,8 @@ impl State {
             received: BTreeSet::new(),
             secrets_over_ads,
             applied: None,
+            eds: BTreeSet::new(),
+            rds: BTreeSet::new(),
             held,
         }
     }
@@ -61,8 +68,8 @@ impl State {
     pub fn wanted(&self, kind: Kind) -> Option<BTreeSet<String>> {
         match kind {
             Kind::Cluster | Kind::Listener => None,
-            Kind::Endpoint => Some(eds_names(&self.accepted)),
-            Kind::Route => Some(rds_names(&self.accepted)),
+            Kind::Endpoint => Some(self.eds.clone()),
+            Kind::Route => Some(self.rds.clone()),
             Kind::Secret => Some(["default".to_string(), "ROOTCA".to_string()].into()),
         }
     }
@@ -83,8 +90,9 @@ impl State {
         let mut refused: Vec<(String, String)> = Vec::new();
         let mut versions = self.versions.get(&kind).cloned().unwrap_or_default();
         if update.replace_all {
+            let listed: BTreeSet<&str> = update.resources.iter().map(|(n, _, _)| n.as_str()).collect();
             for name in candidate.names(kind) {
-                if !update.resources.iter().any(|(n, _, _)| *n == name) {
+                if !listed.contains(name.as_str()) {
                     candidate.remove(kind, &name);
                     versions.remove(&name);
                 }
@@ -146,6 +154,11 @@ impl State {
             }
         }
         self.accepted = candidate;
+        match kind {
+            Kind::Cluster => self.eds = eds_names(&self.accepted),
+            Kind::Listener => self.rds = std::mem::take(&mut t.rds_names),
+            _ => {}
+        }
         self.record(kind, &update, &touched, &refused, &versions);
         self.versions.insert(kind, versions);
         for ((k, field), n) in &t.report.ignored {
@@ -157,14 +170,16 @@ impl State {
                 c.inc_by(*n - c.get());
             }
         }
-        metrics.resources.with_label_values(&[kind.label()]).set(i64::try_from(self.accepted.names(kind).len()).unwrap_or(i64::MAX));
+        metrics.resources.with_label_values(&[kind.label()]).set(i64::try_from(self.accepted.count(kind)).unwrap_or(i64::MAX));
         if let Some(reason) = self.incomplete() {
             tracing::debug!(reason, "xDS config not complete yet; waiting before applying");
-        } else if self.applied.as_ref() != Some(&t.snapshot) {
-            match handler.apply(&t) {
+        } else if self.applied.as_deref() != Some(&t.snapshot) {
+            // One copy of the model, shared by the data plane's tables and this comparison.
+            let snapshot = std::sync::Arc::new(t.snapshot);
+            match handler.apply(snapshot.clone()) {
                 Ok(()) => {
                     metrics.snapshots.inc();
-                    self.applied = Some(t.snapshot.clone());
+                    self.applied = Some(snapshot);
                 }
                 Err(e) => problems.push(format!("the proxy refused the snapshot: {e}")),
             }
@@ -199,10 +214,10 @@ impl State {
                 return Some(format!("no {k} response yet"));
             }
         }
-        if let Some(missing) = eds_names(&self.accepted).into_iter().find(|n| !self.accepted.endpoints.contains_key(n)) {
+        if let Some(missing) = self.eds.iter().find(|n| !self.accepted.endpoints.contains_key(*n)) {
             return Some(format!("cluster load assignment {missing:?} not received"));
         }
-        if let Some(missing) = rds_names(&self.accepted).into_iter().find(|n| !self.accepted.routes.contains_key(n)) {
+        if let Some(missing) = self.rds.iter().find(|n| !self.accepted.routes.contains_key(*n)) {
             return Some(format!("route config {missing:?} not received"));
         }
         None
@@ -235,7 +250,3 @@ fn eds_names(set: &ResourceSet) -> BTreeSet<String> {
         .collect()
 }
 
-/// Route configs the held listeners name through RDS.
-fn rds_names(set: &ResourceSet) -> BTreeSet<String> {
-    crate::envoy::rds_names(set)
-}

@@ -82,7 +82,7 @@ async fn delta(
     let mut inbound = client.delta_aggregated_resources(request(&config.address, ReceiverStream::new(rx))?).await.map_err(|e| e.to_string())?.into_inner();
     metrics.connected.set(1);
     tracing::info!(address = %config.address, "xDS stream (delta) up");
-    while let Some(resp) = inbound.message().await.map_err(|e| e.to_string())? {
+    while let Some(mut resp) = inbound.message().await.map_err(|e| e.to_string())? {
         let Some(kind) = Kind::from_type_url(&resp.type_url) else {
             let req = DeltaDiscoveryRequest {
                 type_url: resp.type_url.clone(),
@@ -95,8 +95,8 @@ async fn delta(
         };
         let update = Update {
             kind,
-            resources: resp.resources.iter().filter_map(|r| r.resource.clone().map(|a| (r.name.clone(), r.version.clone(), a))).collect(),
-            removed: resp.removed_resources.clone(),
+            resources: std::mem::take(&mut resp.resources).into_iter().filter_map(|r| r.resource.map(|a| (r.name, r.version, a))).collect(),
+            removed: std::mem::take(&mut resp.removed_resources),
             replace_all: false,
         };
         let mut st = state.lock().await;

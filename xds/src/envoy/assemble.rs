@@ -35,6 +35,9 @@ pub struct Translation {
     pub snapshot: Snapshot,
     pub secrets: Vec<SdsSecret>,
     pub report: Report,
+    /// Route configs named by RDS in the listeners that translated (warming ones included): what
+    /// a live client subscribes to. Equal to [`rds_names`] of the input.
+    pub rds_names: BTreeSet<String>,
 }
 
 pub fn translate(set: &ResourceSet, opts: &Options) -> Translation {
@@ -112,10 +115,16 @@ pub fn translate(set: &ResourceSet, opts: &Options) -> Translation {
         }
     }
     let mut listeners: Vec<TranslatedListener> = Vec::new();
+    let route_names: BTreeSet<&str> = route_configs.iter().map(|r| r.name.as_str()).collect();
+    let mut rds = BTreeSet::new();
     for (name, l) in &set.listeners {
-        let route_names: BTreeSet<&str> = route_configs.iter().map(|r| r.name.as_str()).collect();
+        let mut cx = Cx { kind: Kind::Listener, name, ignored: &mut report.ignored };
+        let translated = listener::translate(&mut cx, l);
+        if let Ok(t) = &translated {
+            rds.extend(rds_of(t));
+        }
         if opts.warming
-            && let Ok(t) = listener::translate(&mut Cx { kind: Kind::Listener, name, ignored: &mut BTreeMap::new() }, l)
+            && let Ok(t) = &translated
         {
             let inline: BTreeSet<&str> = t.inline_routes.iter().map(|r| r.name.as_str()).collect();
             let waiting = t.listener.filter_chains.iter().filter_map(|fc| fc.http.as_ref()).any(|h| {
@@ -126,8 +135,7 @@ pub fn translate(set: &ResourceSet, opts: &Options) -> Translation {
                 continue;
             }
         }
-        let mut cx = Cx { kind: Kind::Listener, name, ignored: &mut report.ignored };
-        let result = listener::translate(&mut cx, l).and_then(|t| {
+        let result = translated.and_then(|t| {
             for rc in &t.inline_routes {
                 check_route_refs(&cx, rc, &cluster_names).map_err(|mut r| {
                     r.field = format!("(inline route config {}).{}", rc.name, r.field);
@@ -162,7 +170,7 @@ pub fn translate(set: &ResourceSet, opts: &Options) -> Translation {
     settle(&mut snapshot, set, &mut report);
     report.accepted.insert(Kind::Listener, set.listeners.len() - report.rejected_of(Kind::Listener).count() - report.warming.len());
     report.accepted.insert(Kind::Route, set.routes.len() - report.rejected_of(Kind::Route).count());
-    Translation { snapshot, secrets, report }
+    Translation { snapshot, secrets, report, rds_names: rds }
 }
 
 fn check_route_refs(cx: &Cx<'_>, rc: &model::RouteConfig, clusters: &BTreeSet<&str>) -> Result<(), Rejection> {
@@ -311,11 +319,14 @@ pub fn rds_names(set: &ResourceSet) -> BTreeSet<String> {
     for (name, l) in &set.listeners {
         let mut cx = Cx { kind: Kind::Listener, name, ignored: &mut ignored };
         if let Ok(t) = listener::translate(&mut cx, l) {
-            let inline: BTreeSet<&str> = t.inline_routes.iter().map(|r| r.name.as_str()).collect();
-            out.extend(
-                t.listener.filter_chains.iter().filter_map(|fc| fc.http.as_ref().map(|h| h.route_config.clone())).filter(|n| !inline.contains(n.as_str())),
-            );
+            out.extend(rds_of(&t));
         }
     }
     out
+}
+
+/// The route configs one listener names through RDS (not its inline ones).
+fn rds_of(t: &TranslatedListener) -> impl Iterator<Item = String> + '_ {
+    let inline: BTreeSet<&str> = t.inline_routes.iter().map(|r| r.name.as_str()).collect();
+    t.listener.filter_chains.iter().filter_map(|fc| fc.http.as_ref()).filter(move |h| !inline.contains(h.route_config.as_str())).map(|h| h.route_config.clone())
 }

@@ -100,19 +100,19 @@ fn add(dump: &mut Dump, kind: Kind, at: &str, value: Option<&Value>) {
     let set = &mut dump.resources;
     let result = match kind {
         Kind::Cluster => from_json::<Cluster>(value).map(|r| {
-            set.clusters.insert(r.name.clone(), r);
+            set.clusters.insert(r.name.clone(), std::sync::Arc::new(r));
         }),
         Kind::Endpoint => from_json::<ClusterLoadAssignment>(value).map(|r| {
-            set.endpoints.insert(r.cluster_name.clone(), r);
+            set.endpoints.insert(r.cluster_name.clone(), std::sync::Arc::new(r));
         }),
         Kind::Listener => from_json::<Listener>(value).map(|r| {
-            set.listeners.insert(r.name.clone(), r);
+            set.listeners.insert(r.name.clone(), std::sync::Arc::new(r));
         }),
         Kind::Route => from_json::<RouteConfiguration>(value).map(|r| {
-            set.routes.insert(r.name.clone(), r);
+            set.routes.insert(r.name.clone(), std::sync::Arc::new(r));
         }),
         Kind::Secret => from_json::<Secret>(value).map(|r| {
-            set.secrets.insert(r.name.clone(), r);
+            set.secrets.insert(r.name.clone(), std::sync::Arc::new(r));
         }),
     };
     if let Err(e) = result {

@@ -58,9 +58,8 @@ impl DumpView {
     /// Records `kind`'s held resources after a response: a resource whose version changed gets
     /// it and `now` as its last update.
     pub fn record(&mut self, kind: Kind, held: &ResourceSet, versions: &BTreeMap<String, String>, now: SystemTime) {
-        let names = held.names(kind);
-        self.meta.retain(|(k, n), _| *k != kind || names.contains(n));
-        for name in names {
+        self.meta.retain(|(k, n), _| *k != kind || held.contains(kind, n));
+        for name in held.names(kind) {
             let version = versions.get(&name).cloned().unwrap_or_default();
             let entry = self.meta.entry((kind, name)).or_insert_with(|| ResourceMeta { version: String::new(), last_updated: None });
             if entry.version != version || entry.last_updated.is_none() {
@@ -251,8 +250,8 @@ pub fn config_dump(view: &DumpView) -> Value {
         json!({ "failed_configuration": resource, "last_update_attempt": timestamp(Some(f.at)), "details": f.details })
     };
     let r = &view.resources;
-    let clusters: Vec<Value> = r.clusters.iter().map(|(n, c)| Value::Object(entry(Kind::Cluster, n, "cluster", to_json(c)))).collect();
-    let mut endpoints: Vec<Value> = r.endpoints.iter().map(|(n, e)| Value::Object(entry(Kind::Endpoint, n, "endpoint_config", to_json(e)))).collect();
+    let clusters: Vec<Value> = r.clusters.iter().map(|(n, c)| Value::Object(entry(Kind::Cluster, n, "cluster", to_json(c.as_ref())))).collect();
+    let mut endpoints: Vec<Value> = r.endpoints.iter().map(|(n, e)| Value::Object(entry(Kind::Endpoint, n, "endpoint_config", to_json(e.as_ref())))).collect();
     // Envoy lists the endpoints of every cluster, not only of EDS ones: a non-EDS cluster's are
     // its own load assignment (none for ORIGINAL_DST), with Envoy's default overprovisioning.
     for (name, c) in r.clusters.iter().filter(|(n, _)| !r.endpoints.contains_key(*n)) {
@@ -265,7 +264,7 @@ pub fn config_dump(view: &DumpView) -> Value {
         cla.policy = Some(Policy { overprovisioning_factor: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 140 }), ..Default::default() });
         endpoints.push(json!({ "endpoint_config": typed(Kind::Endpoint, to_json(&cla)) }));
     }
-    let routes: Vec<Value> = r.routes.iter().map(|(n, rc)| Value::Object(entry(Kind::Route, n, "route_config", to_json(rc)))).collect();
+    let routes: Vec<Value> = r.routes.iter().map(|(n, rc)| Value::Object(entry(Kind::Route, n, "route_config", to_json(rc.as_ref())))).collect();
     let mut listener_names: Vec<&String> = r.listeners.keys().collect();
     listener_names.extend(view.failed.keys().filter(|(k, n)| *k == Kind::Listener && !r.listeners.contains_key(n)).map(|(_, n)| n));
     listener_names.sort();
@@ -275,7 +274,7 @@ pub fn config_dump(view: &DumpView) -> Value {
             let mut l = Map::new();
             l.insert("name".into(), Value::String(n.clone()));
             if let Some(listener) = r.listeners.get(n) {
-                l.insert("active_state".into(), Value::Object(entry(Kind::Listener, n, "listener", to_json(listener))));
+                l.insert("active_state".into(), Value::Object(entry(Kind::Listener, n, "listener", to_json(listener.as_ref()))));
             }
             if let Some(f) = failed(Kind::Listener, n) {
                 l.insert("error_state".into(), error_state(f));

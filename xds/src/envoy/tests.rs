@@ -10,11 +10,11 @@ fn set(clusters: serde_json::Value, routes: serde_json::Value) -> ResourceSet {
     let mut s = ResourceSet::default();
     for c in clusters.as_array().into_iter().flatten() {
         let c: Cluster = from_json(c).expect("cluster");
-        s.clusters.insert(c.name.clone(), c);
+        s.clusters.insert(c.name.clone(), std::sync::Arc::new(c));
     }
     for r in routes.as_array().into_iter().flatten() {
         let r: RouteConfiguration = from_json(r).expect("route");
-        s.routes.insert(r.name.clone(), r);
+        s.routes.insert(r.name.clone(), std::sync::Arc::new(r));
     }
     s
 }

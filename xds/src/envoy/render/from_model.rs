@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, Cluster, OutlierDetection, circuit_breakers, cluster};
@@ -81,15 +82,15 @@ pub fn resources_from_snapshot(snapshot: &Snapshot) -> ResourceSet {
     for c in &snapshot.clusters {
         let (cluster, cla) = cluster(c);
         if let Some(cla) = cla {
-            set.endpoints.insert(cla.cluster_name.clone(), cla);
+            set.endpoints.insert(cla.cluster_name.clone(), Arc::new(cla));
         }
-        set.clusters.insert(c.name.clone(), cluster);
+        set.clusters.insert(c.name.clone(), Arc::new(cluster));
     }
     for rc in &snapshot.route_configs {
-        set.routes.insert(rc.name.clone(), route_config(rc));
+        set.routes.insert(rc.name.clone(), Arc::new(route_config(rc)));
     }
     for l in &snapshot.listeners {
-        set.listeners.insert(l.name.clone(), listener(l));
+        set.listeners.insert(l.name.clone(), Arc::new(listener(l)));
     }
     set
 }
