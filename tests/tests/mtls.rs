@@ -130,10 +130,12 @@ async fn mtls_between_sidecars_verifies_and_reports_both_identities() {
     assert_eq!(metric_sum(&m, "oxidecar_tls_record_path", &[("path", "userspace")]), 1.0, "{m}");
 
     // Keep-alive: later requests ride pooled mTLS connections. (A request can arrive before the
-    // previous one's connection is back in the pool, so allow a few, far fewer than requests.)
+    // previous one's connection is back in the pool, so allow a few, far fewer than requests. The
+    // pause gives a debug build on a busy CI machine time to finish the previous request — its
+    // access log and metrics — and return the connection: 20 ms was not always enough.)
     for _ in 0..10 {
         assert_eq!(get(outbound, "reviews").await.status, 200);
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let m = cli.metrics().await;
     assert!(metric_sum(&m, "oxidecar_tls_handshakes_total", &[("side", "client")]) <= 3.0, "{m}");
