@@ -14,6 +14,7 @@
 # Usage: bash tests/bench/mtls.sh [seconds-per-run]   (Markdown to stdout)
 set -eu
 cd "$(dirname "$0")/../.."
+source tests/bench/lib.sh
 DUR=${1:-8}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/oxidecar-target}"
 for p in wrk haproxy nginx openssl; do
@@ -89,37 +90,8 @@ CONF
 RUST_LOG=warn taskset -c 0 $BIN run --config $WORK/server.yaml --concurrency 1 --dapr-grpc-port 18600 --dapr-http-port 18601 2>$WORK/srv.err &
 RUST_LOG=warn taskset -c 1 $BIN run --config $WORK/client.yaml --concurrency 1 --dapr-grpc-port 18602 --dapr-http-port 18603 2>$WORK/cli.err &
 
-cat > $WORK/ha-server.cfg <<CONF
-global
-  nbthread 1
-  tune.ssl.default-dh-param 2048
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
-frontend f
-  bind 127.0.0.1:$HA_SRV ssl crt $WORK/ha-server.pem ca-file $ROOT verify required
-  default_backend b
-backend b
-  server up 127.0.0.1:$UP
-CONF
-cat > $WORK/ha-client.cfg <<CONF
-global
-  nbthread 1
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
-frontend f
-  bind 127.0.0.1:$HA_CLI
-  default_backend b
-backend b
-  server s 127.0.0.1:$HA_SRV ssl crt $WORK/ha-client.pem ca-file $ROOT verify required
-CONF
+haproxy_conf "127.0.0.1:$HA_SRV ssl crt $WORK/ha-server.pem ca-file $ROOT verify required" "127.0.0.1:$UP" "tune.ssl.default-dh-param 2048" > $WORK/ha-server.cfg
+haproxy_conf "127.0.0.1:$HA_CLI" "127.0.0.1:$HA_SRV ssl crt $WORK/ha-client.pem ca-file $ROOT verify required" > $WORK/ha-client.cfg
 taskset -c 0 haproxy -f $WORK/ha-server.cfg -db 2>$WORK/has.err &
 taskset -c 1 haproxy -f $WORK/ha-client.cfg -db 2>$WORK/hac.err &
 

@@ -5,6 +5,7 @@
 # Usage: bash tests/bench/proxy.sh [seconds-per-run]   (writes a Markdown table to stdout)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source tests/bench/lib.sh
 DUR=${1:-10}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/oxidecar-target}"
 for p in wrk haproxy nginx; do
@@ -55,21 +56,7 @@ RUST_LOG=warn taskset -c 1 $BIN/oxidecar run --config $WORK/oxidecar-observed.ya
 # Bare Pingora (one fixed upstream, nothing else): Pingora's own per-request cost.
 taskset -c 1 $BIN/examples/bare_pingora 127.0.0.1:$BP 127.0.0.1:$UP 2>$WORK/bp.err &
 
-cat > $WORK/haproxy.cfg <<CONF
-global
-  nbthread 1
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
-frontend f
-  bind 127.0.0.1:$HA
-  default_backend b
-backend b
-  server up 127.0.0.1:$UP
-CONF
+haproxy_conf "127.0.0.1:$HA" "127.0.0.1:$UP" > $WORK/haproxy.cfg
 taskset -c 1 haproxy -f $WORK/haproxy.cfg -db 2>$WORK/ha.err &
 
 cat > $WORK/nginx-proxy.conf <<CONF
