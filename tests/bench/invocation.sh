@@ -21,7 +21,9 @@ if [ -n "${BENCH_BIN:-}" ]; then BIN=$BENCH_BIN; else
   cargo build --release -q -p oxidecar --example bare_pingora
   BIN=$CARGO_TARGET_DIR/release
 fi
-WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf $WORK' EXIT
+# Then SIGKILL: on SIGTERM Pingora shuts down gracefully and would keep bare_pingora (and the pipe
+# to whoever reads this script's output) alive for minutes.
+WORK=$(mktemp -d); trap 'pids=$(jobs -p); disown -a; kill $pids 2>/dev/null; sleep 0.5; kill -KILL $pids 2>/dev/null; rm -rf $WORK' EXIT
 APP=18580; A_OUT=18581; B_IN=18582; A_HTTP=18583; B_HTTP=18584
 HA1=18587; HA2=18588; BP1=18578; BP2=18579
 

@@ -14,7 +14,7 @@ done
 cargo build --release -q -p oxidecar -p oxidecar-tests --bin oxidecar --bin loadgen
 cargo build --release -q -p oxidecar --example bare_pingora
 BIN=$CARGO_TARGET_DIR/release
-WORK=$(mktemp -d); trap 'cat $WORK/ox.err $WORK/oxt.err >&2 2>/dev/null; kill $(jobs -p) 2>/dev/null; rm -rf $WORK' EXIT
+WORK=$(mktemp -d); trap 'cat $WORK/ox.err $WORK/oxt.err >&2 2>/dev/null; pids=$(jobs -p); disown -a; kill $pids 2>/dev/null; sleep 0.5; kill -KILL $pids 2>/dev/null; rm -rf $WORK' EXIT
 UP=18480; OX=18481; HA=18482; NG=18483; BP=18484; OXT=18485; ADMIN=18490; ADMIN_T=18494; DEAD_OTLP=18499
 
 # Upstream: nginx with a 13-byte static answer, one worker on CPU 0.
