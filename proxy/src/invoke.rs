@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use oxidecar_runtime_apis::{GrpcBody, InvokeError, InvokeRequest, InvokeResponse, LoopbackInvoker, ServiceInvoker};
 
 use crate::http::REASON_HEADER;
@@ -81,24 +81,11 @@ impl MeshInvoker {
     }
 }
 
-/// Sends `request` on an in-memory connection to the invocation listener and reads the whole
-/// answer, driving the connection meanwhile (no task of its own).
-async fn exchange(io: tokio::io::DuplexStream, request: http::Request<Full<Bytes>>) -> Result<(http::response::Parts, Bytes), hyper::Error> {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-    let call = async {
-        let (parts, body) = sender.send_request(request).await?.into_parts();
-        Ok((parts, body.collect().await?.to_bytes()))
-    };
-    let mut call = std::pin::pin!(call);
-    tokio::select! {
-        biased;
-        answer = &mut call => answer,
-        // The connection is done: the answer was handed over in full (or the exchange failed).
-        closed = conn => {
-            closed?;
-            call.await
-        }
-    }
+/// Sends `request` to the invocation listener in process and reads the whole answer.
+async fn exchange(listeners: &InProcessListeners, shared: &Shared, request: http::Request<Full<Bytes>>) -> Result<(http::response::Parts, Bytes), String> {
+    let (parts, body) = listeners.send(shared, request).await?.into_parts();
+    let body = body.collect().await.map_err(|e| format!("reading the answer: {e}"))?.to_bytes();
+    Ok((parts, body))
 }
 
 fn unreachable(app_id: &str, reason: impl Into<String>) -> InvokeError {
@@ -115,7 +102,8 @@ impl ServiceInvoker for MeshInvoker {
             return Err(unreachable(&req.app_id, format!("this sidecar serves app {:?}; a call that crossed the mesh is not forwarded again", self.app_id)));
         }
         let authority = self.shared.tables.load().snapshot.invocation.authority(&req.app_id).to_string();
-        let mut uri = format!("/v1.0/invoke/{}/method/{}", req.app_id, req.method);
+        // The pool's authority only picks the in-memory connection; the listener routes on `Host`.
+        let mut uri = format!("http://{}/v1.0/invoke/{}/method/{}", inproc::POOL_AUTHORITY, req.app_id, req.method);
         if !req.query.is_empty() {
             uri.push('?');
             uri.push_str(&req.query);
@@ -133,11 +121,10 @@ impl ServiceInvoker for MeshInvoker {
         let request = builder
             .body(Full::new(req.body))
             .map_err(|e| unreachable(&req.app_id, format!("cannot build the request for {authority}: {e}")))?;
-        let io = self.listeners.connect(&self.shared).map_err(|r| unreachable(&req.app_id, r))?;
-        let (parts, body) = tokio::time::timeout(INVOKE_TIMEOUT, exchange(io, request))
+        let (parts, body) = tokio::time::timeout(INVOKE_TIMEOUT, exchange(&self.listeners, &self.shared, request))
             .await
             .map_err(|_| unreachable(&req.app_id, format!("no answer from {authority} within {INVOKE_TIMEOUT:?}")))?
-            .map_err(|e| unreachable(&req.app_id, format!("{authority} through the invocation listener: {e}")))?;
+            .map_err(|e| unreachable(&req.app_id, format!("{authority}: {e}")))?;
         if let Some(reason) = parts.headers.get(REASON_HEADER).and_then(|v| v.to_str().ok()) {
             // The mesh answered instead of the app: no route, upstream down, overflow, timeout.
             return Err(unreachable(&req.app_id, format!("{authority}: {} {reason}", parts.status.as_u16())));

@@ -223,7 +223,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartupError> {
         options.h2c = true;
         http.server_options = Some(options);
         let http = Arc::new(http);
-        in_process.insert(name.clone(), http.clone());
+        in_process.insert(name.clone(), (http.clone(), l.address));
         let app = MeshListener { name: name.clone(), shared: shared.clone(), http };
         let mut service = Service::new(format!("listener {name}"), app);
         service.add_tcp(&l.address.to_string());

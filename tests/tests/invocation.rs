@@ -142,6 +142,51 @@ async fn invocation_handed_over_in_process_keeps_the_listeners_retries_metrics_a
     assert_eq!(metric_sum(&m, "istio_requests_total", &ok), CALLS as f64, "{m}");
 }
 
+/// A's in-memory connections to its outbound listener are kept alive and reused: many calls, eight
+/// at a time, with bodies from empty to larger than the in-memory buffer, interleaved with calls
+/// the mesh itself refuses, each get their own answer.
+#[tokio::test]
+async fn calls_on_reused_in_memory_connections_keep_their_own_requests_and_answers() {
+    let app = http_upstream("orders-app").await;
+    let (_a, _b, _grpc, http_port) = two_sidecars(app.port()).await;
+    let client = http1_client();
+    for round in 0..5 {
+        let calls = (0..8).map(|i| {
+            let client = client.clone();
+            async move {
+                let n = round * 8 + i;
+                let url = format!("http://127.0.0.1:{http_port}/v1.0/invoke/orders/method/neworder?n={n}");
+                match n % 4 {
+                    // The mesh answers instead of an app; the connection is used again after it.
+                    3 => {
+                        let r = send(&client, "GET", &format!("http://127.0.0.1:{http_port}/v1.0/invoke/payments/method/x{n}"), &[], "").await.expect("reply");
+                        assert!(r.status >= 400 && r.body.contains("payments"), "call {n}: {} {}", r.status, r.body);
+                    }
+                    verb => {
+                        // Empty, small, and 100 KiB (past the 64 KiB an in-memory pipe buffers).
+                        let body = match verb {
+                            0 => String::new(),
+                            1 => format!("{{\"n\":{n}}}"),
+                            _ => format!("{n}:").repeat(100 * 1024 / 3),
+                        };
+                        let method = if body.is_empty() { "GET" } else { "POST" };
+                        let r = send(&client, method, &url, &[("content-type", "text/plain")], &body).await.expect("invoke");
+                        assert_eq!(r.status, 200, "call {n}: {}", r.body);
+                        let seen: serde_json::Value = serde_json::from_str(&r.body).expect("app answer");
+                        assert_eq!(seen["path"], format!("/neworder?n={n}"), "call {n}");
+                        assert_eq!(seen["method"], method, "call {n}");
+                        assert_eq!(seen["body"].as_str().map(str::len), Some(body.len()), "call {n}");
+                        assert!(seen["body"] == body.as_str(), "call {n} got another call's body");
+                    }
+                }
+            }
+        });
+        futures_util::future::join_all(calls).await;
+    }
+    let once = (0..40).filter(|n| n % 4 != 3).filter(|n| app.seen_on(&format!("/neworder?n={n}")).len() == 1).count();
+    assert_eq!(once, 30, "every call the mesh did not refuse reached the app once");
+}
+
 #[tokio::test]
 async fn dapr_python_sdk_invokes_over_http_and_grpc() {
     let app = http_upstream("orders-app").await;
