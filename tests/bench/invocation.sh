@@ -4,7 +4,9 @@
 # run. Both sidecars share CPU 1; the load generator and the target app (nginx) share CPU 0.
 # Reference rows, same placement: the same two hops through two chained HAProxy processes and two
 # chained bare Pingora proxies (proxy/examples/bare_pingora.rs), and through the two sidecars'
-# listeners without the runtime (A's outbound listener → B's inbound listener → app).
+# listeners without the runtime (A's outbound listener → B's inbound listener → app). The CPU column
+# is the CPU time every process on CPU 1 spent during the 1k req/s run, per request (ticks of
+# /proc/PID/stat, so ±1 tick over the run): steadier than latency on a noisy machine.
 # Usage: bash tests/bench/invocation.sh [seconds-per-run]   (Markdown table on stdout)
 # BENCH_BIN=DIR takes oxidecar, loadgen and examples/bare_pingora from DIR instead of building them
 # (to compare two builds).
@@ -61,14 +63,24 @@ route_configs:
 clusters:
   - { name: app, endpoints: [{ address: 127.0.0.1:$APP }] }
 CONF
+# Every process on CPU 1, for the CPU time each path costs there per request.
+CPU1_PIDS=""
 RUST_LOG=warn taskset -c 1 $BIN/oxidecar run -c $WORK/a.yaml --concurrency 1 --app-id checkout --dapr-http-port $A_HTTP --dapr-grpc-port 18585 2>$WORK/a.err &
+CPU1_PIDS+=" $!"
 RUST_LOG=warn taskset -c 1 $BIN/oxidecar run -c $WORK/b.yaml --concurrency 1 --app-id orders --app-port $APP --dapr-http-port $B_HTTP --dapr-grpc-port 18586 2>$WORK/b.err &
+CPU1_PIDS+=" $!"
 # The reference hops: two chained processes each, on the sidecars' CPU.
 haproxy_conf 127.0.0.1:$HA1 127.0.0.1:$APP > $WORK/ha1.cfg; haproxy_conf 127.0.0.1:$HA2 127.0.0.1:$HA1 > $WORK/ha2.cfg
 taskset -c 1 haproxy -f $WORK/ha1.cfg -db 2>$WORK/ha1.err &
+CPU1_PIDS+=" $!"
 taskset -c 1 haproxy -f $WORK/ha2.cfg -db 2>$WORK/ha2.err &
+CPU1_PIDS+=" $!"
 taskset -c 1 $BIN/examples/bare_pingora 127.0.0.1:$BP1 127.0.0.1:$APP 2>$WORK/bp1.err &
+CPU1_PIDS+=" $!"
 taskset -c 1 $BIN/examples/bare_pingora 127.0.0.1:$BP2 127.0.0.1:$BP1 2>$WORK/bp2.err &
+CPU1_PIDS+=" $!"
+# User + system clock ticks of every CPU-1 process so far (idle ones add next to nothing).
+cpu1_ticks() { local t=0 p; for p in $CPU1_PIDS; do t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $t; }
 for port in $APP $A_OUT $B_IN $A_HTTP $B_HTTP $HA1 $HA2 $BP1 $BP2; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 done
@@ -81,9 +93,10 @@ curl -sf "http://127.0.0.1:$A_OUT/neworder" >/dev/null && curl -sf "http://127.0
 
 field() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1==k {print $2}'; }
 ms() { awk -v us="$1" 'BEGIN { printf "%.3f", us/1000 }'; }
-echo "| path | max req/s | p50 at 1k req/s (ms) | p99 at 1k req/s (ms) | added p50 (ms) | added p99 (ms) | errors |"
-echo "|---|---|---|---|---|---|---|"
-declare -A LAT RPS
+echo "| path | max req/s | p50 at 1k req/s (ms) | p99 at 1k req/s (ms) | added p50 (ms) | added p99 (ms) | CPU 1 µs per request at 1k req/s | errors |"
+echo "|---|---|---|---|---|---|---|---|"
+declare -A LAT RPS CPU
+HZ=$(getconf CLK_TCK)
 PATHS="direct haproxy-2-hops bare-pingora-2-hops sidecar-listeners-2-hops local-delivery invocation"
 for name in $PATHS; do
   case $name in
@@ -94,10 +107,12 @@ for name in $PATHS; do
   esac
   taskset -c 0 wrk -t1 -c32 -d3s "$url" >/dev/null
   RPS[$name]=$(taskset -c 0 wrk -t1 -c32 -d${DUR}s "$url" | awk '/Requests\/sec/ {print $2}')
+  before=$(cpu1_ticks)
   LAT[$name]=$(taskset -c 0 $BIN/loadgen "$url" 1000 "$DUR" 16)
+  CPU[$name]=$(( ($(cpu1_ticks) - before) * 1000000 / HZ / $(field "${LAT[$name]}" requests) ))
 done
 d50=$(field "${LAT[direct]}" p50_us); d99=$(field "${LAT[direct]}" p99_us)
 for name in $PATHS; do
   p50=$(field "${LAT[$name]}" p50_us); p99=$(field "${LAT[$name]}" p99_us)
-  echo "| $name | ${RPS[$name]} | $(ms $p50) | $(ms $p99) | $(ms $((p50-d50))) | $(ms $((p99-d99))) | $(field "${LAT[$name]}" errors) |"
+  echo "| $name | ${RPS[$name]} | $(ms $p50) | $(ms $p99) | $(ms $((p50-d50))) | $(ms $((p99-d99))) | ${CPU[$name]} | $(field "${LAT[$name]}" errors) |"
 done
