@@ -58,11 +58,15 @@ fn invocation_listener(shared: &Shared) -> Result<SocketAddr, String> {
         .iter()
         .find(|l| l.name == inv.listener)
         .ok_or_else(|| format!("no listener {:?} to send invocations on (config invocation.listener)", inv.listener))?;
-    let mut addr = listener.address;
+    Ok(reachable(listener.address))
+}
+
+/// A listener's address as this process reaches it: a wildcard address becomes loopback.
+fn reachable(mut addr: SocketAddr) -> SocketAddr {
     if addr.ip().is_unspecified() {
         addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
     }
-    Ok(addr)
+    addr
 }
 
 impl MeshInvoker {

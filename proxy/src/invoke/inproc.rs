@@ -66,11 +66,8 @@ impl InProcessListeners {
         let (tx, shutdown) = tokio::sync::watch::channel(false);
         let clients = listeners
             .into_iter()
-            .map(|(name, (proxy, mut local))| {
-                if local.ip().is_unspecified() {
-                    local.set_ip(if local.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
-                }
-                let connector = Connector { proxy, local, shutdown: shutdown.clone() };
+            .map(|(name, (proxy, address))| {
+                let connector = Connector { proxy, local: super::reachable(address), shutdown: shutdown.clone() };
                 let client = Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(CLIENT_IDLE)
                     .pool_max_idle_per_host(MAX_IDLE)
@@ -156,7 +153,7 @@ impl tower_service::Service<Uri> for Connector {
 }
 
 /// The caller's side of an in-memory connection, as hyper's client sees it.
-pub struct ClientEnd(TokioIo<DuplexStream>);
+struct ClientEnd(TokioIo<DuplexStream>);
 
 impl Connection for ClientEnd {
     fn connected(&self) -> Connected {
